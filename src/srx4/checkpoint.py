@@ -1,0 +1,143 @@
+"""Saving and loading weights and checkpoints, atomically and safely.
+
+- `save_weights(run_dir, model, model_config)` -> best.safetensors + model.json:
+  enough to rebuild the model with no training config.
+- `load_model(path)` rebuilds a model from a run folder or a .safetensors file
+  (model.json beside it); `expect=` refuses weights of another architecture or
+  scale with a message saying which.
+- `save_checkpoint` / `load_checkpoint`: a plain dict of tensors and Python
+  values (RNG states as tensors), so `torch.load(weights_only=True)` reads it.
+Every write goes to a temp file in the same folder, is flushed and renamed.
+"""
+import io
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save as safetensors_bytes
+
+from srx4.images import atomic_write_bytes
+from srx4.models import build_model
+
+WEIGHTS_NAME, MODEL_CONFIG_NAME, CHECKPOINT_NAME = "best.safetensors", "model.json", "last.ckpt"
+
+
+class WeightsError(ValueError):
+    """Weights that cannot be used as asked; the message says why."""
+
+
+def atomic_write_text(path, text: str):
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, obj):
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def unwrap(model):
+    """The plain module inside DDP / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def save_weights(path, model, model_config: dict):
+    """Write `path` (.safetensors) and model.json beside it."""
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    atomic_write_bytes(path, safetensors_bytes(state, metadata={"model": json.dumps(model_config)}))
+    write_json(path.parent / MODEL_CONFIG_NAME, model_config)
+
+
+def resolve_weights(path) -> Path:
+    """A run folder -> its best.safetensors; a file stays as it is."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights not found")
+    return path
+
+
+def read_model_config(weights_path: Path) -> dict:
+    config_path = weights_path.parent / MODEL_CONFIG_NAME
+    if config_path.is_file():
+        return json.loads(config_path.read_text())
+    from safetensors import safe_open
+    with safe_open(str(weights_path), "pt") as f:
+        meta = f.metadata() or {}
+    if "model" not in meta:
+        raise WeightsError(f"{weights_path}: no {MODEL_CONFIG_NAME} beside it and no model config inside")
+    return json.loads(meta["model"])
+
+
+def load_model(path, expect: dict = None, device="cpu"):
+    """Rebuild a model from weights. Returns (model in eval mode, model_config)."""
+    weights_path = resolve_weights(path)
+    config = read_model_config(weights_path)
+    for key, value in (expect or {}).items():
+        if value is not None and key in config and config[key] != value:
+            raise WeightsError(f"{weights_path}: weights are for {key}={config[key]!r}, not {value!r}")
+    model = build_model(config)
+    try:
+        state = load_file(str(weights_path))
+    except Exception as err:
+        raise WeightsError(f"{weights_path}: unreadable weights ({err.__class__.__name__})") from None
+    load_state(model, state, str(weights_path))
+    return model.to(device).eval(), config
+
+
+def load_state(model, state: dict, source: str):
+    """load_state_dict with a one-line error instead of a key/shape traceback."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        detail = (f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected "
+                  f"(e.g. {unexpected[:2]}), {len(wrong)} of another shape (e.g. {wrong[:2]})")
+        raise WeightsError(f"{source}: weights do not fit {model.__class__.__name__}: {detail}")
+    model.load_state_dict(state)
+
+
+def rng_state() -> dict:
+    """Every RNG state as tensors (weights_only-safe)."""
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+             "numpy_pos": int(np_state[2]),
+             "python": torch.tensor(random.getstate()[1], dtype=torch.int64)}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict):
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path, checkpoint: dict):
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise WeightsError(f"{path}: not a readable checkpoint ({err.__class__.__name__}: "
+                           f"{str(err).splitlines()[0][:120]})") from None
+
+
+def is_writable(folder) -> bool:
+    return os.access(folder, os.W_OK)

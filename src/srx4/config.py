@@ -1,0 +1,52 @@
+"""Dataclass configs as command lines: every field is a --flag with help text.
+
+    @dataclass
+    class PredictConfig:
+        tile: int = field(default=0, metadata={"help": "tile size in LR pixels (0 = automatic)"})
+
+    config = parse_config(PredictConfig, "Super-resolve test images.", argv)
+
+Field names map to flags with dashes (`batch_size` -> `--batch-size`); bools
+become `--flag / --no-flag`; unknown flags are an error (argparse's own).
+"""
+import argparse
+import dataclasses
+import typing
+
+
+def build_parser(config_class, description: str, positional: str = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hints = typing.get_type_hints(config_class)
+    for f in dataclasses.fields(config_class):
+        kind = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f.metadata.get("help", "")
+        if f.name == positional:
+            parser.add_argument(f.name, nargs="+" if kind == list else None, help=help_text)
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_text)
+        elif kind == list:
+            parser.add_argument(flag, nargs="+", default=default, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=default, help=help_text,
+                                choices=f.metadata.get("choices"))
+    return parser
+
+
+def parse_config(config_class, description: str, argv=None, positional: str = None):
+    """Parse argv (None = sys.argv) into an instance of `config_class`."""
+    args = build_parser(config_class, description, positional).parse_args(argv)
+    return config_class(**vars(args))
+
+
+def option(default, help_text: str, choices=None):
+    """A dataclass field with a default, help text and optional choices."""
+    meta = {"help": help_text}
+    if choices:
+        meta["choices"] = choices
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)

@@ -1,0 +1,38 @@
+"""DistributedDataParallel set-up: one process per GPU under torchrun, or a single
+process without it. `torchrun --nproc_per_node=2 src/train.py ...` on Kaggle's T4 x2."""
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def setup(device_type: str):
+    """Returns (rank, world_size, local_rank); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend=backend)
+    return rank, world, local_rank
+
+
+def agree(flag: bool, world: int, device) -> bool:
+    """True on every rank when any rank says True (stop signals)."""
+    if world <= 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t)
+    return t.item() > 0
+
+
+def barrier(world: int):
+    if world > 1:
+        dist.barrier()
+
+
+def cleanup(world: int):
+    if world > 1 and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,118 @@
+"""Reading and writing images: the one pixel convention of this repo.
+
+On disk: PNG (or any format OpenCV decodes), any mode: RGB, RGBA, L, LA, P
+(palette), 8 or 16 bit. In memory after `read_image`: a uint8 numpy array,
+(H, W, 3) RGB, or (H, W) when `keep_grey=True` and the file is grey.
+In tensors: float32, RGB, NCHW, range [0, 1] (`to_tensor` / `to_uint8`).
+
+Writes are atomic: a temp file in the same folder, flushed, then renamed, so a
+kill never leaves a torn PNG under the final name.
+"""
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+cv2.setNumThreads(1)  # decoding runs in our own worker threads/processes
+
+
+class ImageError(ValueError):
+    """A file that is not a decodable image; the message names the file."""
+
+
+def decode_image(data: bytes, name: str = "<bytes>", keep_grey=False, keep_alpha=False):
+    """Decode encoded image bytes to uint8 RGB (H, W, 3), grey (H, W) or RGBA (H, W, 4)."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    img = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+    if img is None:
+        raise ImageError(f"{name}: not a decodable image")
+    if img.dtype == np.uint16:  # 16-bit: map 0..65535 onto 0..255 with rounding
+        img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = np.clip(np.rint(img.astype(np.float64) * (255 if img.max() <= 1 else 1)), 0, 255).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        return img if keep_grey else np.repeat(img[:, :, None], 3, axis=2)
+    if img.shape[2] == 2:  # grey + alpha
+        grey, alpha = img[:, :, 0], img[:, :, 1]
+        rgb = np.repeat(grey[:, :, None], 3, axis=2)
+        return np.dstack([rgb, alpha]) if keep_alpha else (grey if keep_grey else rgb)
+    if img.shape[2] == 4:
+        rgba = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+        return rgba if keep_alpha else np.ascontiguousarray(rgba[:, :, :3])
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path, keep_grey=False, keep_alpha=False) -> np.ndarray:
+    """Read any image file as uint8: (H, W, 3) RGB; (H, W) grey with keep_grey;
+    (H, W, 4) RGBA with keep_alpha when the file has alpha. Raises ImageError."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except (IsADirectoryError, PermissionError, FileNotFoundError) as err:
+        raise ImageError(f"{path}: cannot read ({err.__class__.__name__})") from None
+    return decode_image(data, str(path), keep_grey=keep_grey, keep_alpha=keep_alpha)
+
+
+def image_size(path):
+    """(width, height) from the file header without decoding pixels, or raise ImageError."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ImageError(f"{path}: not an image ({err.__class__.__name__})") from None
+
+
+def encode_png(img: np.ndarray, level: int = 3) -> bytes:
+    """uint8 (H, W), (H, W, 3) RGB or (H, W, 4) RGBA -> PNG bytes."""
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR if img.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, int(level)])
+    if not ok:
+        raise ImageError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def atomic_write_bytes(path, data: bytes):
+    """Write bytes to `path` via a temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_png(path, img: np.ndarray, level: int = 3):
+    """Atomically write a uint8 image as PNG."""
+    atomic_write_bytes(path, encode_png(img, level))
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
+
+
+def to_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """float (3, H, W) in [0, 1] -> uint8 (H, W, 3): clamped and rounded, never wrapped."""
+    return tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def list_images(folder):
+    """Image files in a folder (no hidden files, no subfolders), sorted by name."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -1,0 +1,103 @@
+"""Running a model on whole images: tiled when big, batched, AMP on CUDA, x8 TTA.
+
+`super_resolve(model, lr)`: lr (N, 3, H, W) float in [0, 1] -> sr (N, 3, sH, sW)
+float, unclamped. Tiles overlap by at least the model's receptive radius, so a
+tiled result equals the whole-image result (up to float rounding). The tile
+size is chosen up front from an estimate of the memory a tile needs (on CPU a
+process out of memory is killed, not warned); a CUDA out-of-memory error is
+retried with smaller tiles.
+"""
+import math
+
+import torch
+
+BYTES_PER_LR_PIXEL = {"srresnet": 64 * 4 * 60, "srcnn": 64 * 4 * 16 * 4, "bicubic": 4 * 16 * 8}
+
+
+def autocast_dtype(device: torch.device):
+    """bf16 where the GPU has it, else fp16; None on CPU (fp32)."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def memory_budget(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.6)
+    from srx4.dataset import available_ram_bytes
+    return min(int(available_ram_bytes() * 0.4), 6 << 30)
+
+
+def auto_tile(model, height: int, width: int, batch: int, device) -> int:
+    """LR tile side (0 = whole image) so one forward fits the memory budget."""
+    per_pixel = BYTES_PER_LR_PIXEL.get(getattr(model, "arch_name", "srresnet"), BYTES_PER_LR_PIXEL["srresnet"])
+    per_pixel = per_pixel * getattr(model, "channels", 64) // 64
+    pixels = memory_budget(device) // max(per_pixel, 1) // max(batch, 1)
+    if height * width <= pixels:
+        return 0
+    return max(32, int(math.sqrt(pixels)) // 8 * 8)
+
+
+def _forward(model, lr, amp_dtype):
+    if amp_dtype is not None:
+        with torch.autocast("cuda", dtype=amp_dtype):
+            return model(lr).float()
+    return model(lr)
+
+
+def _tiled(model, lr, tile: int, overlap: int, scale: int, amp_dtype):
+    """Run `model` on overlapping tiles of lr and stitch the centres."""
+    n, c, h, w = lr.shape
+    out = None
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            y0, x0 = max(top - overlap, 0), max(left - overlap, 0)
+            y1, x1 = min(top + tile + overlap, h), min(left + tile + overlap, w)
+            sr_tile = _forward(model, lr[:, :, y0:y1, x0:x1], amp_dtype)   # (N, 3, s(y1-y0), s(x1-x0))
+            if out is None:
+                out = torch.empty(n, sr_tile.shape[1], h * scale, w * scale, dtype=sr_tile.dtype, device=lr.device)
+            th, tw = min(tile, h - top), min(tile, w - left)
+            oy, ox = (top - y0) * scale, (left - x0) * scale
+            out[:, :, top * scale:(top + th) * scale, left * scale:(left + tw) * scale] = \
+                sr_tile[:, :, oy:oy + th * scale, ox:ox + tw * scale]
+    return out
+
+
+@torch.inference_mode()
+def super_resolve(model, lr, tile: int = None, amp: bool = True, tta: bool = False):
+    """lr (N, 3, H, W) in [0, 1] on the model's device -> sr (N, 3, sH, sW).
+
+    tile: LR tile side; None = automatic, 0 = whole image."""
+    scale = model.scale
+    overlap = int(math.ceil(getattr(model, "receptive_radius", 16))) + 2
+    amp_dtype = autocast_dtype(lr.device) if amp else None
+    if tile is None:
+        tile = auto_tile(model, lr.shape[2], lr.shape[3], lr.shape[0] * (1 if not tta else 1), lr.device)
+
+    def run(x, tile):
+        if tile and (x.shape[2] > tile or x.shape[3] > tile):
+            return _tiled(model, x, tile, overlap, scale, amp_dtype)
+        return _forward(model, x, amp_dtype)
+
+    def run_retrying(x):
+        size = tile
+        while True:
+            try:
+                return run(x, size)
+            except torch.OutOfMemoryError:
+                if x.device.type != "cuda" or (size and size <= 32):
+                    raise
+                torch.cuda.empty_cache()
+                size = max(32, (size or max(x.shape[2], x.shape[3])) // 2)
+
+    if not tta:
+        return run_retrying(lr)
+    total = None
+    for k in range(8):  # 4 rotations x optional flip, each undone on the output
+        x = lr.flip(-1) if k >= 4 else lr
+        sr = run_retrying(torch.rot90(x, k % 4, dims=(2, 3)))
+        sr = torch.rot90(sr, -(k % 4), dims=(2, 3))
+        sr = sr.flip(-1) if k >= 4 else sr
+        total = sr if total is None else total + sr
+    return total / 8

@@ -1,0 +1,53 @@
+"""A run folder's text outputs: train.log (appended line by line), metrics.csv
+(rewritten atomically each epoch) and the hygiene report."""
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+from srx4.checkpoint import atomic_write_text
+
+METRIC_COLUMNS = ["epoch", "step", "train_loss", "val_psnr", "val_psnr_y", "val_ssim", "val_score",
+                  "bicubic_psnr", "learning_rate", "dropped_samples", "skipped_steps", "seconds"]
+
+
+class RunLog:
+    def __init__(self, run_dir, enabled: bool = True):
+        self.run_dir, self.enabled = Path(run_dir), enabled
+        self.rows = []
+        if enabled:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, message: str, echo: bool = True):
+        """Print a line (main process only) and append it to train.log."""
+        if not self.enabled:
+            return
+        if echo:
+            print(message, flush=True)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.run_dir / "train.log", "a", encoding="utf-8") as f:
+            f.write("".join(f"{stamp} {line}\n" for line in message.splitlines()))
+
+    def load_rows(self, source_dir):
+        """Earlier rows (a resumed run), up to the checkpoint's epoch."""
+        path = Path(source_dir) / "metrics.csv"
+        if path.is_file():
+            self.rows = list(csv.DictReader(io.StringIO(path.read_text())))
+
+    def add_row(self, row: dict):
+        self.rows = [r for r in self.rows if int(r["epoch"]) < int(row["epoch"])] + [row]
+        if not self.enabled:
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.run_dir / "metrics.csv", buffer.getvalue())
+
+    def write_hygiene(self, hygiene, extra: dict = None):
+        if not self.enabled:
+            return
+        report = hygiene.to_dict()
+        report.update(extra or {})
+        atomic_write_text(self.run_dir / "hygiene.json", json.dumps(report, indent=1) + "\n")
