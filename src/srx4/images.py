@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 cv2.setNumThreads(1)  # decoding runs in our own worker threads/processes
 
 
@@ -85,6 +87,7 @@ def atomic_write_bytes(path, data: bytes):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

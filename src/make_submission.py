@@ -1,0 +1,73 @@
+"""Write the submission CSV (`id,Encoded_Image`, base64 PNGs) from predicted PNGs.
+
+In:  --input the PNG folder from predict.py (default: the newest submissions/<run>/png),
+     --lr-dir the test LR folder to check against (default: as predict.py).
+Out: --output CSV (default submissions/submission.csv), streamed to a temp file
+     and renamed only once every row is valid; --zip also writes CSV.zip.
+
+    python src/make_submission.py
+    python src/make_submission.py --input submissions/srresnet_a/png --sample data/sample_submission.csv
+
+Stops with the name of the first missing or wrong image unless --allow-missing.
+"""
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from srx4 import paths
+from srx4.config import option, parse_config
+from srx4.submission import SubmissionError, write_submission
+
+
+@dataclass
+class SubmissionConfig:
+    input: str = option("", "folder of predicted PNGs (default: newest submissions/<run>/png)")
+    output: str = option("", "CSV to write (default: submissions/submission.csv)")
+    lr_dir: str = option("", "test LR folder the rows are checked against (default: as predict.py)")
+    sample: str = option("", "sample_submission.csv: take ids, order and count from it")
+    scale: int = option(4, "upscaling factor every image must have")
+    allow_missing: bool = option(False, "write the rows that are valid and list the rest")
+    zip: bool = option(False, "also write a .zip of the CSV for upload")
+    workers: int = option(0, "threads reading and checking PNGs (0 = all cores)")
+
+
+def newest_png_dir():
+    folder = paths.submissions_dir()
+    found = [p for p in folder.glob("*/png") if p.is_dir()] if folder.is_dir() else []
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def main(argv=None):
+    config = parse_config(SubmissionConfig, "Write the submission CSV from predicted PNGs.", argv)
+    png_dir = Path(config.input) if config.input else newest_png_dir()
+    if png_dir is None or not png_dir.is_dir():
+        print(f"error: {png_dir or paths.submissions_dir()}: no predicted PNGs; run python src/predict.py first",
+              file=sys.stderr)
+        return 2
+    lr_dir = Path(config.lr_dir) if config.lr_dir else paths.default_test_dir()
+    out_csv = Path(config.output) if config.output else paths.submissions_dir() / "submission.csv"
+    started = time.time()
+    try:
+        rows, missing = write_submission(png_dir, lr_dir, out_csv, config.scale, config.sample or None,
+                                         config.allow_missing, config.workers or None)
+    except (SubmissionError, FileNotFoundError) as err:
+        print(f"error: {err} (nothing written; --allow-missing writes the valid rows)", file=sys.stderr)
+        return 1
+    size_mb = out_csv.stat().st_size / 1e6
+    print(f"wrote {out_csv}: {rows} rows, {size_mb:.1f} MB, in {time.time() - started:.1f}s")
+    for problem in missing:
+        print(f"left out: {problem}", file=sys.stderr)
+    if config.zip:
+        zip_path = out_csv.with_name(out_csv.name + ".zip")
+        tmp = zip_path.with_name("." + zip_path.name + ".tmp")
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.write(out_csv, arcname=out_csv.name)
+        tmp.replace(zip_path)
+        print(f"wrote {zip_path}: {zip_path.stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Super-resolve every test LR image to a PNG, with the best weights of a run.
+
+In:  --weights logs/<run>/best.safetensors or logs/<run>/ (default: the newest run),
+     --input a folder of LR images (default: data/test/lr, Kaggle's test folder,
+     else the demo's test LR).
+Out: one PNG per input, same file name, exactly scale x its size, in --output
+     (default submissions/<run>/png/), plus .srx4-weights.json naming the weights
+     that wrote the folder. RGB out; --keep-alpha keeps an upscaled alpha channel.
+
+    python src/predict.py
+    python src/predict.py --weights logs/srresnet_a --input data/test/lr --tta
+    python src/predict.py --model bicubic            # the baseline through the same path
+
+Finished outputs are skipped, so an interrupted run resumes; an unreadable
+input is named and the exit status is 1.
+"""
+import hashlib
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from srx4 import paths
+from srx4.checkpoint import WeightsError, load_model, resolve_weights, write_json
+from srx4.config import option, parse_config
+from srx4.images import ImageError, image_size, list_images, read_image, to_uint8, write_png
+from srx4.imresize import resize_tensor
+from srx4.infer import super_resolve
+from srx4.models import Bicubic
+
+MANIFEST = ".srx4-weights.json"
+
+
+@dataclass
+class PredictConfig:
+    weights: str = option("", "weights file or run folder (default: newest logs/<run>/)")
+    input: str = option("", "folder of test LR images (default: data/test/lr, Kaggle's, else the demo's)")
+    output: str = option("", "PNG folder (default: submissions/<run>/png)")
+    model: str = option("", "'bicubic' for the MATLAB-bicubic baseline instead of weights", choices=["", "bicubic"])
+    scale: int = option(4, "scale for --model bicubic (weights carry their own)")
+    tile: int = option(-1, "LR tile side (-1 = automatic from memory, 0 = whole image)")
+    tta: bool = option(False, "x8 self-ensemble (flips and rotations, averaged)")
+    batch_size: int = option(4, "images of one size per forward pass")
+    keep_alpha: bool = option(False, "write RGBA with the alpha upscaled, for inputs that have alpha")
+    png_level: int = option(1, "PNG compression 0-9 (higher = smaller files, slower)")
+    overwrite: bool = option(False, "replace outputs written by other weights")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    amp: bool = option(True, "bf16/fp16 autocast on CUDA")
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def load_predictor(config, device):
+    """(model, identity dict, run name) for the weights or the bicubic baseline."""
+    if config.model == "bicubic":
+        return Bicubic(config.scale).to(device), {"model": "bicubic", "scale": config.scale}, "bicubic"
+    weights = config.weights or paths.newest_run()
+    if not weights:
+        raise WeightsError(f"no trained weights in {paths.logs_dir()}: run python src/train.py first, "
+                           f"or pass --weights or --model bicubic")
+    weights = resolve_weights(weights)
+    model, model_config = load_model(weights, device=device)
+    return model, {"weights": str(weights.resolve()), "sha256": file_digest(weights), **model_config}, \
+        weights.parent.name
+
+
+def check_manifest(out_dir: Path, identity: dict, overwrite: bool):
+    """Refuse to mix outputs of different weights in one folder."""
+    manifest = out_dir / MANIFEST
+    if manifest.is_file():
+        previous = json.loads(manifest.read_text())
+        same = {k: previous.get(k) for k in identity} == identity
+        if not same and not overwrite:
+            raise WeightsError(f"{out_dir}: written by other weights ({previous.get('weights', previous.get('model'))}"
+                               f"); pass --overwrite to replace, or choose another --output")
+        if not same:
+            for png in out_dir.glob("*.png"):
+                png.unlink()
+    write_json(manifest, identity)
+
+
+def is_done(out_path: Path, lr_path: Path, scale: int) -> bool:
+    try:
+        w, h = image_size(lr_path)
+        return out_path.is_file() and image_size(out_path) == (w * scale, h * scale)
+    except ImageError:
+        return False
+
+
+def batches_by_size(items, batch_size):
+    """Group consecutive decoded (path, image) items of one size into lists."""
+    batch = []
+    for item in items:
+        if batch and (item[1].shape != batch[0][1].shape or len(batch) == batch_size):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+def main(argv=None):
+    config = parse_config(PredictConfig, "Super-resolve test LR images to PNGs.", argv)
+    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if config.device == "auto" else config.device))
+    try:
+        model, identity, run_name = load_predictor(config, device)
+        identity["tta"] = config.tta
+        in_dir = Path(config.input) if config.input else paths.default_test_dir()
+        if not in_dir.is_dir():
+            raise FileNotFoundError(f"{in_dir}: input folder not found")
+        out_dir = Path(config.output) if config.output else paths.submissions_dir() / run_name / "png"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        check_manifest(out_dir, identity, config.overwrite)
+    except (WeightsError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    scale = model.scale
+    inputs = list_images(in_dir)
+    todo = [p for p in inputs if not is_done(out_dir / f"{p.stem}.png", p, scale)]
+    print(f"{len(inputs)} images in {in_dir}; {len(inputs) - len(todo)} already done; writing to {out_dir}")
+    failed, started = [], time.time()
+
+    def decode(path):
+        try:
+            return path, read_image(path, keep_alpha=config.keep_alpha)
+        except ImageError as err:
+            return path, err
+
+    def write(path, sr_img):
+        write_png(out_dir / f"{path.stem}.png", sr_img, config.png_level)
+
+    bar, hr_pixels = tqdm(total=len(todo), unit="img", desc="predict"), 0
+    with ThreadPoolExecutor(4) as readers, ThreadPoolExecutor(4) as writers:
+        pending = []
+        for chunk_start in range(0, len(todo), 64):  # decode ahead in chunks: bounded memory
+            decoded = []
+            for path, img in readers.map(decode, todo[chunk_start:chunk_start + 64]):
+                if isinstance(img, Exception):
+                    print(f"skipped: {img}", file=sys.stderr)
+                    failed.append(path)
+                    bar.update(1)
+                else:
+                    decoded.append((path, img))
+            for batch in batches_by_size(decoded, config.batch_size):
+                imgs = np.stack([img for _, img in batch])                               # (N, H, W, 3 or 4)
+                x = torch.from_numpy(imgs).to(device).permute(0, 3, 1, 2).float() / 255  # (N, C, H, W) in [0, 1]
+                sr = super_resolve(model, x[:, :3].contiguous(), None if config.tile < 0 else config.tile,
+                                   config.amp, config.tta)                              # (N, 3, sH, sW)
+                if x.shape[1] == 4:  # alpha: bicubic-upscaled
+                    sr = torch.cat([sr, resize_tensor(x[:, 3:].double(), scale).to(sr.dtype)], dim=1)
+                for (path, _), one in zip(batch, sr):
+                    pending.append(writers.submit(write, path, to_uint8(one)))
+                hr_pixels += sr.shape[0] * sr.shape[2] * sr.shape[3]
+                bar.update(len(batch))
+                bar.set_postfix(hr_mpix_s=f"{hr_pixels / 1e6 / max(time.time() - started, 1e-9):.2f}")
+            pending = [f for f in pending if not f.done() or f.result()]
+        for f in pending:
+            f.result()
+    bar.close()
+    print(f"wrote {len(todo) - len(failed)} PNGs to {out_dir} in {time.time() - started:.1f}s")
+    if failed:
+        print(f"error: {len(failed)} input(s) could not be read: {', '.join(p.name for p in failed[:5])}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Validate a submission CSV, then upload it with `kaggle competitions submit`.
+
+In:  --csv (default submissions/submission.csv), --competition SLUG, --message,
+     --lr-dir the test LR folder to validate against (default: as predict.py).
+Out: the upload, or one line saying what is wrong (exit 1): an invalid CSV, no
+     kaggle CLI, no credentials, rules not accepted, no network.
+
+    python src/submit.py --competition gnr-638 -m "srresnet, 100 epochs"
+"""
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from srx4 import paths
+from srx4.config import build_parser, option
+from srx4.kaggle_cli import KaggleError, run_kaggle
+from srx4.submission import SubmissionError, validate_csv
+
+
+@dataclass
+class SubmitConfig:
+    competition: str = option("", "the competition's URL slug (kaggle.com/competitions/<slug>)")
+    csv: str = option("", "submission CSV (default: submissions/submission.csv)")
+    message: str = option("srx4 submission", "submission description")
+    lr_dir: str = option("", "test LR folder to validate against (default: as predict.py)")
+    scale: int = option(4, "upscaling factor")
+    skip_validation: bool = option(False, "upload without checking the CSV first")
+
+
+def main(argv=None):
+    parser = build_parser(SubmitConfig, "Validate and upload a submission CSV.")
+    parser.add_argument("-m", dest="message", help="same as --message")
+    config = SubmitConfig(**vars(parser.parse_args(argv)))
+    csv_path = Path(config.csv) if config.csv else paths.submissions_dir() / "submission.csv"
+    try:
+        if not config.competition:
+            raise KaggleError("--competition SLUG is required (the name in the competition's URL)")
+        if not csv_path.is_file():
+            raise FileNotFoundError(f"{csv_path}: no such CSV; run python src/make_submission.py first")
+        if not config.skip_validation:
+            lr_dir = Path(config.lr_dir) if config.lr_dir else paths.default_test_dir()
+            rows = validate_csv(csv_path, lr_dir, config.scale)
+            print(f"{csv_path}: {rows} valid rows")
+        print(run_kaggle(["competitions", "submit", config.competition, "-f", str(csv_path), "-m", config.message]))
+    except (KaggleError, SubmissionError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
