@@ -6,6 +6,7 @@ when no credentials are set. Every failure becomes one line saying what to do.
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -26,7 +27,8 @@ def credentials_problem():
 
 def run_kaggle(args, timeout=3600) -> str:
     """Run `kaggle ARGS...`; return its output or raise KaggleError with one line."""
-    exe = shutil.which("kaggle")
+    beside = Path(sys.executable).parent / "kaggle"   # a venv's kaggle when the venv is not activated
+    exe = shutil.which("kaggle") or (str(beside) if beside.is_file() else None)
     if exe is None:
         raise KaggleError("the kaggle command is not on PATH: pip install kaggle (it is in requirements.txt)")
     problem = credentials_problem()
