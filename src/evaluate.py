@@ -51,7 +51,7 @@ def run_model(model, lr, device, tta: bool):
     A grey image goes through the model as RGB and comes back as the mean of its channels."""
     x = torch.from_numpy(lr).to(device).float() / 255
     x = x[None].expand(3, -1, -1) if lr.ndim == 2 else x.permute(2, 0, 1)   # (3, H, W)
-    sr = super_resolve(model, x[None].contiguous(), amp=False, tta=tta)[0].clamp(0, 1)
+    sr = super_resolve(model, x[None].contiguous(), amp=False, tta=tta)[0].clamp(0, 1).cpu()
     sr = sr.double().mean(0, keepdim=True) if lr.ndim == 2 else sr.double()   # grey back to one channel
     return (sr * 255).round() / 255
 
