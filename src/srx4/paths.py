@@ -4,7 +4,8 @@ Local:  data in <repo>/data, runs in <repo>/logs, outputs in <repo>/submissions.
 Kaggle: the competition read-only under /kaggle/input (found by searching:
         /kaggle/input/<slug>/... and /kaggle/input/competitions/<slug>/... both
         occur), everything written under /kaggle/working.
-The Kaggle root can be moved with SRX4_KAGGLE_ROOT (tests build a fake tree).
+The Kaggle root can be moved with SRX4_KAGGLE_ROOT (tests build a fake tree),
+and the local writable root (default: the repo) with SRX4_WORK_DIR.
 """
 import os
 from pathlib import Path
@@ -21,8 +22,10 @@ def on_kaggle() -> bool:
 
 
 def work_dir() -> Path:
-    """Writable root: /kaggle/working on Kaggle, the repo otherwise."""
-    return kaggle_root() / "working" if on_kaggle() else REPO
+    """Writable root: /kaggle/working on Kaggle, SRX4_WORK_DIR if set, the repo otherwise."""
+    if on_kaggle():
+        return kaggle_root() / "working"
+    return Path(os.environ.get("SRX4_WORK_DIR", REPO))
 
 
 def logs_dir() -> Path:
@@ -67,7 +70,7 @@ def default_train_dir():
         found = find_kaggle_train()
         if found:
             return found
-    local = REPO / "data" / "train"
+    local = work_dir() / "data" / "train"
     return local if (local / "lr").is_dir() and (local / "hr").is_dir() else None
 
 
@@ -77,7 +80,7 @@ def default_test_dir() -> Path:
         found = find_kaggle_test_lr()
         if found:
             return found
-    local = REPO / "data" / "test" / "lr"
+    local = work_dir() / "data" / "test" / "lr"
     return local if local.is_dir() else demo_dir() / "test" / "lr"
 
 

@@ -67,6 +67,9 @@ class Trainer:
 
     def _data(self, cfg, checkpoint):
         pairs, hygiene = scan_pairs(cfg["data"], cfg["scale"])
+        if not pairs:
+            reasons = "; ".join(f"{len(v)} {k}" for k, v in sorted(hygiene.problems.items())) or "empty folders"
+            raise ValueError(f"{cfg['data']}: no usable image pairs ({reasons})")
         if checkpoint:
             split = checkpoint["split"]
         else:

@@ -1,0 +1,65 @@
+"""Shared fixtures: small real image pairs (crops of scikit-image's photos, LR by
+the MATLAB-compatible resize) and helpers to run the CLI scripts for real."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from srx4.images import write_png
+from srx4.imresize import imresize
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def photo_crops(count: int, hr_side: int):
+    """`count` real HR crops (hr_side x hr_side, RGB uint8) from scikit-image photos."""
+    from skimage import data
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.immunohistochemistry()]
+    crops = []
+    for k in range(count):
+        photo = photos[k % len(photos)]
+        y = (37 * k) % (photo.shape[0] - hr_side) // 4 * 4
+        x = (53 * k) % (photo.shape[1] - hr_side) // 4 * 4
+        crops.append(np.ascontiguousarray(photo[y:y + hr_side, x:x + hr_side]))
+    return crops
+
+
+def make_pairs(folder: Path, count: int = 8, hr_side: int = 64, scale: int = 4) -> Path:
+    """folder/lr and folder/hr with `count` real pairs named img_000.png ..."""
+    for k, hr in enumerate(photo_crops(count, hr_side)):
+        write_png(folder / "hr" / f"img_{k:03d}.png", hr)
+        write_png(folder / "lr" / f"img_{k:03d}.png", imresize(hr, 1 / scale))
+    return folder
+
+
+@pytest.fixture
+def pairs_dir(tmp_path):
+    return make_pairs(tmp_path / "data", count=8)
+
+
+# A tiny but real configuration: every training subprocess in the tests uses it.
+TINY = ["--num-blocks", "1", "--channels", "8", "--batch-size", "4", "--patch-size", "8",
+        "--device", "cpu", "--threads", "1", "--sample-every", "1"]
+
+
+def run_script(script: str, *args, work=None, env_extra=None, check=True, timeout=300, cwd=None):
+    """Run src/<script> in a subprocess with `work` as its writable root (logs/,
+    submissions/, data/); returns the CompletedProcess (text)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env.update(PYTHONUNBUFFERED="1", SRX4_KAGGLE_ROOT=str(Path(work or cwd or REPO) / "no-kaggle"))
+    if work:
+        env["SRX4_WORK_DIR"] = str(work)
+    env.update(env_extra or {})
+    done = subprocess.run([sys.executable, str(REPO / "src" / script), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=cwd or REPO)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{script} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
+def needs_shared(path: str):
+    return pytest.mark.skipif(not (SHARED / path).exists(), reason=f"../shared/{path} not present")

@@ -1,0 +1,48 @@
+"""Model shapes, parameter counts, and tiled inference equal to whole-image inference."""
+import pytest
+import torch
+
+from srx4.infer import super_resolve
+from srx4.models import SRCNN, SRResNet, build_model, count_parameters
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_output_shapes(scale):
+    lr = torch.rand(2, 3, 11, 13)
+    for model in (SRResNet(scale, num_blocks=2, channels=16), SRCNN(scale), SRCNN(scale, (9, 1, 5), y_only=True),
+                  SRResNet(scale, num_blocks=1, channels=8, bicubic_residual=True)):
+        assert model(lr).shape == (2, 3, 11 * scale, 13 * scale)
+
+
+def test_parameter_counts_match_the_papers():
+    assert 1.50e6 < count_parameters(SRResNet(4)) < 1.60e6     # SRResNet-16: ~1.5 M
+    assert 69_000 < count_parameters(SRCNN(4)) < 69_500        # SRCNN 9-5-5 RGB: ~69 K
+    assert count_parameters(SRCNN(4, (9, 1, 5), y_only=True)) == 9 * 9 * 64 + 64 + 64 * 32 + 32 + 5 * 5 * 32 + 1
+
+
+def test_bicubic_residual_starts_at_bicubic():
+    model = build_model({"name": "srresnet", "scale": 4, "num_blocks": 1, "channels": 8, "bicubic_residual": True})
+    bicubic = build_model({"name": "bicubic", "scale": 4})
+    lr = torch.rand(1, 3, 10, 10)
+    assert torch.allclose(model.eval()(lr), bicubic(lr), atol=1e-6)
+
+
+@pytest.mark.parametrize("config", [
+    {"name": "srresnet", "scale": 4, "num_blocks": 3, "channels": 8, "bicubic_residual": True},
+    {"name": "srcnn", "scale": 4}])
+def test_tiled_inference_equals_whole_image(config):
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    for p in model.parameters():  # non-trivial weights everywhere, the tail included
+        p.data.add_(torch.randn_like(p) * 0.05)
+    lr = torch.rand(1, 3, 45, 61)
+    whole = super_resolve(model, lr, tile=0)
+    tiled = super_resolve(model, lr, tile=16)
+    assert tiled.shape == whole.shape == (1, 3, 180, 244)
+    assert (tiled - whole).abs().max().item() <= 1 / 255 / 10
+
+
+def test_tta_of_a_symmetric_model_is_unchanged():
+    model = build_model({"name": "bicubic", "scale": 4})
+    lr = torch.rand(1, 3, 12, 9)
+    assert torch.allclose(super_resolve(model, lr, tile=0, tta=True), super_resolve(model, lr, tile=0), atol=1e-5)

@@ -1,0 +1,161 @@
+"""Real `python src/train.py` runs on small real images: artifacts, resume, kill -9,
+hostile input, non-finite losses, and rebuilding the model in a fresh process."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from conftest import REPO, TINY, make_pairs, run_script
+from srx4.images import write_png
+
+
+def train(work, data, *extra, check=True):
+    return run_script("train.py", "--data", data, *TINY, *extra, work=work, check=check)
+
+
+def test_train_writes_every_artifact_and_resumes(tmp_path, pairs_dir):
+    train(tmp_path, pairs_dir, "--epochs", "2", "--run", "r1")
+    run = tmp_path / "logs" / "r1"
+    for name in ("best.safetensors", "model.json", "last.ckpt", "config.json", "split.json", "hygiene.json",
+                 "train.log", "metrics.csv", "curves.png", "samples/epoch_002.png"):
+        assert (run / name).is_file(), name
+    split = json.loads((run / "split.json").read_text())
+    assert split["val"] and not set(split["train"]) & set(split["val"])
+    assert len((run / "metrics.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    checkpoint = torch.load(run / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 2 and checkpoint["train_config"]["run"] == "r1"
+
+    out = train(tmp_path, pairs_dir, "--resume", run / "last.ckpt", "--epochs", "3").stdout
+    assert "resuming" in out and "epoch 3/3" in out and "epoch 1/3" not in out
+    assert json.loads((run / "split.json").read_text()) == split
+    assert len((run / "metrics.csv").read_text().strip().splitlines()) == 4
+
+    # the weights rebuild the model in a fresh process, with no training config
+    code = ("import sys, torch; sys.path.insert(0, 'src'); from srx4.checkpoint import load_model; "
+            f"m, c = load_model(r'{run}'); print(tuple(m(torch.rand(1, 3, 8, 8)).shape), c['name'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert "(1, 3, 32, 32) srresnet" in done.stdout
+
+
+def test_srcnn_and_val_fraction_zero(tmp_path, pairs_dir):
+    train(tmp_path, pairs_dir, "--model", "srcnn", "--epochs", "1", "--val-fraction", "0", "--run", "s")
+    assert json.loads((tmp_path / "logs/s/split.json").read_text())["val"] == []
+    assert json.loads((tmp_path / "logs/s/model.json").read_text())["name"] == "srcnn"
+
+
+def _model_state(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_kill_minus_9_then_resume_gives_bit_identical_weights(tmp_path):
+    data = make_pairs(tmp_path / "data", count=6)
+    args = ["--epochs", "2", "--patches-per-image", "60", "--checkpoint-every", "7", "--sample-every", "0"]
+    train(tmp_path, data, *args, "--run", "whole")
+    cmd = [sys.executable, str(REPO / "src/train.py"), "--data", str(data), *TINY, *args, "--run", "killed"]
+    env = {"SRX4_WORK_DIR": str(tmp_path), "SRX4_KAGGLE_ROOT": str(tmp_path / "none"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "logs/killed/last.ckpt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.is_file() and torch.load(ckpt, weights_only=True)["step"] >= 14:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(ckpt, weights_only=True)   # the checkpoint survived the kill intact
+    assert killed_at["step"] < torch.load(tmp_path / "logs/whole/last.ckpt", weights_only=True)["step"]
+    train(tmp_path, data, "--resume", ckpt)
+    whole, resumed = _model_state(tmp_path / "logs/whole/last.ckpt"), _model_state(ckpt)
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    a, b = load_file(tmp_path / "logs/whole/best.safetensors"), load_file(tmp_path / "logs/killed/best.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def hostile_folder(root):
+    """A data folder with every kind of bad file next to decodable pairs in several modes."""
+    folder = make_pairs(root, count=6, hr_side=64)
+    lr, hr = folder / "lr", folder / "hr"
+    good = hr / "img_000.png"
+    img_hr = np.array(Image.open(good))
+    img_lr = np.array(Image.open(lr / "img_000.png"))
+    def both(name, save):
+        save(lr / name, img_lr)
+        save(hr / name, img_hr)
+    both("grey mode.png", lambda p, a: Image.fromarray(a).convert("L").save(p))
+    both("palette_é.png", lambda p, a: Image.fromarray(a).convert("P").save(p))
+    both("rgba.png", lambda p, a: Image.fromarray(a).convert("RGBA").save(p))
+    both("deep16.png", lambda p, a: Image.fromarray(a[:, :, 0].astype(np.uint16) * 257).save(p))
+    both("jpeg_bytes.png", lambda p, a: Image.fromarray(a).save(p, format="JPEG"))
+    (lr / "zero.png").write_bytes(b"")
+    (hr / "zero.png").write_bytes(b"")
+    data = good.read_bytes()
+    (lr / "truncated.png").write_bytes((lr / "img_001.png").read_bytes())
+    (hr / "truncated.png").write_bytes(data[: len(data) // 2])
+    corrupt = bytearray(data)
+    corrupt[80:300] = bytes(b ^ 0x5A for b in corrupt[80:300])
+    (lr / "corrupt_idat.png").write_bytes((lr / "img_002.png").read_bytes())
+    (hr / "corrupt_idat.png").write_bytes(bytes(corrupt))
+    (lr / "text.png").write_text("hello")
+    (hr / "text.png").write_text("hello")
+    (lr / "x.png").mkdir()
+    (lr / ".DS_Store").write_bytes(b"\0")
+    (hr / "Thumbs.db").write_bytes(b"\0")
+    (lr / "lr_only.png").write_bytes((lr / "img_003.png").read_bytes())
+    (hr / "hr_only.png").write_bytes(good.read_bytes())
+    write_png(lr / "wrong_size.png", img_lr[:10])
+    write_png(hr / "wrong_size.png", img_hr)
+    write_png(lr / "tiny.png", img_lr[:6, :6])
+    write_png(hr / "tiny.png", img_hr[:24, :24])
+    return folder
+
+
+def test_hostile_training_folder_is_reported_and_the_run_finishes(tmp_path):
+    folder = hostile_folder(tmp_path / "data")
+    out = train(tmp_path, folder, "--epochs", "2", "--run", "h", "--val-fraction", "0.3")
+    report = json.loads((tmp_path / "logs/h/hygiene.json").read_text())
+    named = " ".join(n for names in report["problems"].values() for n in names)
+    for bad in ("zero.png", "truncated.png", "corrupt_idat.png", "text.png", "lr/x.png", "lr/.DS_Store",
+                "hr/Thumbs.db", "lr_only.png", "hr_only.png", "wrong_size.png", "tiny.png"):
+        assert bad in named, bad
+    split = json.loads((tmp_path / "logs/h/split.json").read_text())
+    used = set(split["train"] + split["val"])
+    for fine in ("grey mode.png", "palette_é.png", "rgba.png", "deep16.png", "jpeg_bytes.png"):
+        assert fine in used, fine
+    assert "tiny.png" in split["val"]
+    assert "best validation PSNR" in out.stdout
+
+
+def test_empty_folder_is_one_clear_error(tmp_path):
+    (tmp_path / "empty/lr").mkdir(parents=True)
+    (tmp_path / "empty/hr").mkdir()
+    done = train(tmp_path, tmp_path / "empty", check=False)
+    assert done.returncode == 2 and "no usable image pairs" in done.stderr and "Traceback" not in done.stderr
+    done = train(tmp_path, tmp_path / "missing", check=False)
+    assert done.returncode == 2 and "missing/lr" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_non_finite_losses_stop_with_the_last_good_checkpoint(tmp_path, pairs_dir):
+    train(tmp_path, pairs_dir, "--epochs", "1", "--run", "nan")
+    good = torch.load(tmp_path / "logs/nan/last.ckpt", weights_only=True)
+    done = train(tmp_path, pairs_dir, "--resume", tmp_path / "logs/nan/last.ckpt", "--epochs", "3",
+                 "--learning-rate", "1e36", "--patches-per-image", "4", "--max-bad-steps", "2", check=False)
+    assert done.returncode == 2 and "non-finite" in done.stderr
+    after = torch.load(tmp_path / "logs/nan/last.ckpt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in after["model"].values() if v.is_floating_point())
+    assert after["epoch"] == good["epoch"]
+
+
+def test_weights_for_another_scale_are_refused(tmp_path, pairs_dir):
+    train(tmp_path, pairs_dir, "--epochs", "1", "--run", "x4")
+    pairs_x2 = make_pairs(tmp_path / "x2", count=6, scale=2)
+    done = train(tmp_path, pairs_x2, "--epochs", "1", "--scale", "2", "--init-weights", tmp_path / "logs/x4",
+                 check=False)
+    assert done.returncode == 2 and "scale=4" in done.stderr and "Traceback" not in done.stderr
