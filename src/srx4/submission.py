@@ -116,7 +116,11 @@ def iter_rows(csv_path):
                 data = base64.b64decode(row[1], validate=True)
             except ValueError:
                 raise SubmissionError(f"{csv_path}: row {line} ({row[0]}): not base64") from None
-            yield row[0], decode_image(data, f"{csv_path} row {line} ({row[0]})", keep_grey=False)
+            try:
+                img = decode_image(data, f"{csv_path} row {line} ({row[0]})")
+            except ImageError as err:
+                raise SubmissionError(str(err)) from None
+            yield row[0], img
 
 
 def validate_csv(csv_path, lr_dir, scale=4, sample_csv=None) -> int:

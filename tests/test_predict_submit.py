@@ -1,0 +1,169 @@
+"""predict -> make_submission -> score -> submit, as a user runs them, on real images."""
+import base64
+import csv
+import json
+
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from conftest import REPO, SHARED, TINY, make_pairs, needs_shared, run_script
+from srx4.images import read_image
+from srx4.submission import SubmissionError, validate_csv
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny trained run plus a test folder (LR and HR) of real crops."""
+    work = tmp_path_factory.mktemp("work")
+    data = make_pairs(work / "data" / "train", count=8)
+    test = make_pairs(work / "data" / "test", count=3, hr_side=96)
+    run_script("train.py", "--data", data, *TINY, "--epochs", "1", "--run", "t", "--bicubic-residual", work=work)
+    return work, test
+
+
+def test_predict_writes_exact_size_pngs_and_resumes(trained):
+    work, test = trained
+    out = work / "pred"
+    first = run_script("predict.py", "--input", test / "lr", "--output", out, "--device", "cpu", work=work)
+    assert "3 images" in first.stdout and "0 already done" in first.stdout
+    for lr_path in sorted((test / "lr").iterdir()):
+        sr = read_image(out / lr_path.name)
+        assert sr.shape == (96, 96, 3)
+    manifest = json.loads((out / ".srx4-weights.json").read_text())
+    assert manifest["weights"].endswith("best.safetensors")
+    # an interrupted run: one output missing -> only that one is redone
+    (out / "img_001.png").unlink()
+    again = run_script("predict.py", "--input", test / "lr", "--output", out, "--device", "cpu", work=work)
+    assert "2 already done" in again.stdout and (out / "img_001.png").is_file()
+    # other weights are refused for the same folder
+    refused = run_script("predict.py", "--model", "bicubic", "--input", test / "lr", "--output", out, work=work,
+                         check=False)
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
+
+
+def test_unreadable_input_is_named_and_the_rest_still_run(trained, tmp_path):
+    work, test = trained
+    inputs = tmp_path / "lr"
+    inputs.mkdir()
+    for p in (test / "lr").iterdir():
+        (inputs / p.name).write_bytes(p.read_bytes())
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    done = run_script("predict.py", "--input", inputs, "--output", tmp_path / "out", "--device", "cpu",
+                      work=work, check=False)
+    assert done.returncode == 1 and "broken.png" in done.stderr
+    assert len(list((tmp_path / "out").glob("*.png"))) == 3
+
+
+@needs_shared("samples/gnr638")
+def test_predict_rgba_competition_frames_to_1080p(tmp_path):
+    lr_dir = SHARED / "samples" / "gnr638" / "lr"
+    run_script("predict.py", "--model", "bicubic", "--input", lr_dir, "--output", tmp_path / "rgb", work=tmp_path)
+    run_script("predict.py", "--model", "bicubic", "--input", lr_dir, "--output", tmp_path / "rgba", "--keep-alpha",
+               work=tmp_path)
+    for name in ("00029.png", "00034.png"):
+        assert read_image(tmp_path / "rgb" / name, keep_alpha=True).shape == (1080, 1920, 3)
+        assert read_image(tmp_path / "rgba" / name, keep_alpha=True).shape == (1080, 1920, 4)
+
+
+def test_csv_round_trip_is_bit_exact_and_validated(trained, tmp_path):
+    work, test = trained
+    pngs = tmp_path / "png"
+    run_script("predict.py", "--input", test / "lr", "--output", pngs, "--device", "cpu", work=work)
+    out_csv = tmp_path / "sub.csv"
+    done = run_script("make_submission.py", "--input", pngs, "--lr-dir", test / "lr", "--output", out_csv, "--zip",
+                      work=work)
+    assert "3 rows" in done.stdout and (tmp_path / "sub.csv.zip").is_file()
+    with open(out_csv, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", "Encoded_Image"] and [r[0] for r in rows[1:]] == ["img_000.png", "img_001.png", "img_002.png"]
+    for row_id, encoded in rows[1:]:
+        assert base64.b64decode(encoded) == (pngs / row_id).read_bytes()
+    assert validate_csv(out_csv, test / "lr") == 3
+
+    # a missing prediction stops it, naming the file, and leaves no CSV behind
+    (pngs / "img_002.png").rename(tmp_path / "moved.png")
+    missing = run_script("make_submission.py", "--input", pngs, "--lr-dir", test / "lr", "--output",
+                         tmp_path / "new.csv", work=work, check=False)
+    assert missing.returncode == 1 and "img_002" in missing.stderr and not (tmp_path / "new.csv").exists()
+    allowed = run_script("make_submission.py", "--input", pngs, "--lr-dir", test / "lr", "--output",
+                         tmp_path / "new.csv", "--allow-missing", work=work)
+    assert "2 rows" in allowed.stdout
+    # a wrong size
+    (tmp_path / "moved.png").rename(pngs / "img_002.png")
+    (pngs / "img_002.png").write_bytes((test / "lr" / "img_002.png").read_bytes())
+    wrong = run_script("make_submission.py", "--input", pngs, "--lr-dir", test / "lr", "--output",
+                       tmp_path / "new2.csv", work=work, check=False)
+    assert wrong.returncode == 1 and "img_002" in wrong.stderr and "is not 4 x" in wrong.stderr
+
+
+def test_validator_catches_missing_id_and_undecodable_row(trained, tmp_path):
+    _, test = trained
+    good = base64.b64encode((test / "hr" / "img_000.png").read_bytes()).decode()
+    def write(rows):
+        path = tmp_path / "x.csv"
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows([("id", "Encoded_Image"), *rows])
+        return path
+    with pytest.raises(SubmissionError, match="no row"):
+        validate_csv(write([("img_000.png", good)]), test / "lr")
+    with pytest.raises(SubmissionError, match="img_001"):
+        validate_csv(write([("img_000.png", good), ("img_001.png", base64.b64encode(b"junk").decode()),
+                            ("img_002.png", good)]), test / "lr")
+
+
+def test_score_agrees_with_scikit_image_and_beats_bicubic_check(trained, tmp_path):
+    work, test = trained
+    pngs = tmp_path / "png"
+    run_script("predict.py", "--model", "bicubic", "--input", test / "lr", "--output", pngs, work=work)
+    done = run_script("score.py", pngs, "--hr", test / "hr", "--output", tmp_path / "s.csv", work=work)
+    assert "bicubic" in done.stdout
+    with open(tmp_path / "s.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        sr, hr = read_image(pngs / row["id"]) / 255, read_image(test / "hr" / row["id"]) / 255
+        assert abs(float(row["psnr"]) - peak_signal_noise_ratio(hr, sr, data_range=1)) < 1e-4
+        assert abs(float(row["ssim"]) - structural_similarity(hr, sr, data_range=1, channel_axis=2)) < 1e-4
+        # predict's bicubic and score's bicubic are the same MATLAB resize
+        assert abs(float(row["psnr"]) - float(row["bicubic_psnr"])) < 0.05
+
+
+def test_submit_without_credentials_prints_one_line(trained, tmp_path):
+    work, test = trained
+    env = {"HOME": str(tmp_path), "KAGGLE_CONFIG_DIR": str(tmp_path / "nokaggle")}
+    pngs = tmp_path / "png"
+    run_script("predict.py", "--model", "bicubic", "--input", test / "lr", "--output", pngs, work=work)
+    run_script("make_submission.py", "--input", pngs, "--lr-dir", test / "lr", "--output", tmp_path / "s.csv", work=work)
+    done = run_script("submit.py", "--competition", "some-comp", "--csv", tmp_path / "s.csv", "--lr-dir", test / "lr",
+                      work=work, env_extra=env, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "KAGGLE_USERNAME" in done.stderr or "kaggle command is not on PATH" in done.stderr
+
+
+@needs_shared("benchmarks")
+def test_evaluate_bicubic_reproduces_the_published_table(tmp_path):
+    done = run_script("evaluate.py", "--model", "bicubic", "--data", SHARED / "benchmarks/Set5",
+                      SHARED / "benchmarks/Set14", "--output", tmp_path, work=tmp_path)
+    with open(tmp_path / "table.csv") as f:
+        rows = {r["set"]: r for r in csv.DictReader(f)}
+    assert abs(float(rows["Set5"]["psnr_y"]) - 28.42) <= 0.02 and abs(float(rows["Set5"]["ssim_y"]) - 0.8104) <= 0.003
+    assert abs(float(rows["Set14"]["psnr_y"]) - 26.00) <= 0.02 and abs(float(rows["Set14"]["ssim_y"]) - 0.7027) <= 0.003
+    assert (tmp_path / "table.md").read_text().count("|") > 10
+
+
+@needs_shared("train/T91")
+def test_prepare_data_makes_pairs_train_accepts(tmp_path):
+    hr_dir = tmp_path / "hr_src"
+    hr_dir.mkdir()
+    for p in sorted((SHARED / "train" / "T91").glob("*.png"))[:4]:
+        (hr_dir / p.name).write_bytes(p.read_bytes())
+    run_script("prepare_data.py", "--hr", hr_dir, "--out", tmp_path / "pairs", "--crop-size", "64", "--step", "64",
+               "--workers", "2", work=tmp_path)
+    names = sorted(p.name for p in (tmp_path / "pairs" / "lr").iterdir())
+    assert names and all("_s" in n for n in names)
+    again = run_script("prepare_data.py", "--hr", hr_dir, "--out", tmp_path / "pairs", "--crop-size", "64",
+                       "--workers", "2", work=tmp_path)
+    assert "0 new pairs" in again.stdout
+    run_script("train.py", "--data", tmp_path / "pairs", *TINY, "--epochs", "1", "--run", "p", work=tmp_path)
+    assert (tmp_path / "logs" / "p" / "best.safetensors").is_file()
