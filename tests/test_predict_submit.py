@@ -167,3 +167,12 @@ def test_prepare_data_makes_pairs_train_accepts(tmp_path):
     assert "0 new pairs" in again.stdout
     run_script("train.py", "--data", tmp_path / "pairs", *TINY, "--epochs", "1", "--run", "p", work=tmp_path)
     assert (tmp_path / "logs" / "p" / "best.safetensors").is_file()
+
+
+def test_super_resolve_one_image_with_comparison(trained, tmp_path):
+    work, test = trained
+    done = run_script("super_resolve.py", "--weights", work / "logs" / "t", test / "lr" / "img_000.png",
+                      "--output", tmp_path, "--compare", work=work)
+    assert "img_000_x4.png" in done.stdout
+    assert read_image(tmp_path / "img_000_x4.png").shape == (96, 96, 3)
+    assert read_image(tmp_path / "img_000_x4_compare.png").shape == (96, 200, 3)
