@@ -31,7 +31,7 @@ from srx4.checkpoint import WeightsError, load_model, resolve_weights, write_jso
 from srx4.config import option, parse_config
 from srx4.images import ImageError, image_size, list_images, read_image, to_uint8, write_png
 from srx4.imresize import resize_tensor
-from srx4.infer import super_resolve
+from srx4.infer import prepare_model, super_resolve
 from srx4.models import Bicubic
 
 MANIFEST = ".srx4-weights.json"
@@ -52,6 +52,8 @@ class PredictConfig:
     overwrite: bool = option(False, "replace outputs written by other weights")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     amp: bool = option(True, "bf16/fp16 autocast on CUDA")
+    fold_bn: bool = option(True, "fold BatchNorm into the convolutions (same outputs, faster)")
+    channels_last: bool = option(True, "channels-last memory format (faster convolutions on CPU and GPU)")
 
 
 def file_digest(path: Path) -> str:
@@ -117,6 +119,7 @@ def main(argv=None):
                           ("cpu" if config.device == "auto" else config.device))
     try:
         model, identity, run_name = load_predictor(config, device)
+        model = prepare_model(model, config.fold_bn, config.channels_last)
         identity["tta"] = config.tta
         in_dir = Path(config.input) if config.input else paths.default_test_dir()
         if not in_dir.is_dir():

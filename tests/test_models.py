@@ -46,3 +46,19 @@ def test_tta_of_a_symmetric_model_is_unchanged():
     model = build_model({"name": "bicubic", "scale": 4})
     lr = torch.rand(1, 3, 12, 9)
     assert torch.allclose(super_resolve(model, lr, tile=0, tta=True), super_resolve(model, lr, tile=0), atol=1e-5)
+
+
+def test_fast_inference_path_equals_the_plain_one():
+    """predict.py's path (BatchNorm folded, channels-last) against the plain eager model."""
+    from srx4.infer import prepare_model
+    torch.manual_seed(0)
+    model = SRResNet(4, num_blocks=2, channels=16)
+    model.train()
+    for _ in range(3):  # non-trivial BatchNorm statistics
+        model(torch.rand(2, 3, 12, 12))
+    model.eval()
+    lr = torch.rand(2, 3, 20, 17)
+    plain = super_resolve(model, lr, tile=0)
+    fast = super_resolve(prepare_model(model), lr, tile=0)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepare_model(model).modules())
+    assert (fast - plain).abs().max().item() < 1e-4

@@ -7,9 +7,11 @@ size is chosen up front from an estimate of the memory a tile needs (on CPU a
 process out of memory is killed, not warned); a CUDA out-of-memory error is
 retried with smaller tiles.
 """
+import copy
 import math
 
 import torch
+from torch import nn
 
 BYTES_PER_LR_PIXEL = {"srresnet": 64 * 4 * 60, "srcnn": 64 * 4 * 16 * 4, "bicubic": 4 * 16 * 8}
 
@@ -39,7 +41,39 @@ def auto_tile(model, height: int, width: int, batch: int, device) -> int:
     return max(32, int(math.sqrt(pixels)) // 8 * 8)
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of an eval-mode model with every Conv2d -> BatchNorm2d pair in a
+    Sequential merged into one Conv2d (same outputs, one pass fewer)."""
+    model = copy.deepcopy(model).eval()
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        layers = list(module)
+        for k in range(len(layers) - 1):
+            conv, bn = layers[k], layers[k + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)          # (C_out,)
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                                  conv.padding, conv.dilation, conv.groups, bias=True).to(conv.weight)
+                fused.weight.data = conv.weight.data * scale.view(-1, 1, 1, 1)
+                fused.bias.data = (bias - bn.running_mean) * scale + bn.bias
+                module[k], module[k + 1] = fused, nn.Identity()
+    return model
+
+
+def prepare_model(model: nn.Module, fold_bn: bool = True, channels_last: bool = True) -> nn.Module:
+    """The inference form of a model: BatchNorm folded, channels-last memory format."""
+    model = fold_batchnorm(model) if fold_bn else model.eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        model.channels_last = True
+    return model
+
+
 def _forward(model, lr, amp_dtype):
+    if getattr(model, "channels_last", False):
+        lr = lr.contiguous(memory_format=torch.channels_last)
     if amp_dtype is not None:
         with torch.autocast("cuda", dtype=amp_dtype):
             return model(lr).float()

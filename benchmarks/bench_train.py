@@ -1,0 +1,132 @@
+"""Training throughput: train.py's data + step vs the naive loop, same model and batch.
+
+Data: the real GNR638 frames (480x270 -> 1920x1080), copied N times. Naive (the
+GNR638 write-up): PIL decodes the PNG pair every sample, fp32, NCHW. train.py's
+path: images decoded once into the uint8 cache, keyed crops, DataLoader workers,
+AMP + channels-last on CUDA. Also times the data pipeline alone (it must feed
+at least 3x what the model consumes) and, on CUDA, reports model FLOPs
+utilisation (SRResNet-16: 2.218 M multiply-adds per LR pixel forward, x3 to train).
+
+    python benchmarks/bench_train.py --steps 6                      # CPU
+    python benchmarks/bench_train.py --device cuda --steps 100 --peak-tflops 989
+"""
+import argparse
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from common import machine, sample_dir
+from srx4.dataset import EpochBatches, ImageCache, TrainPatches, collate_drop_none
+from srx4.engine import to_float, train_step
+from srx4.images import image_size, list_images
+from srx4.infer import autocast_dtype
+from srx4.models import SRResNet
+
+MACS_PER_LR_PIXEL = 2.218e6
+
+
+def naive_batch(pairs, batch, patch, scale=4):
+    lrs, hrs = [], []
+    for lr_path, hr_path in random.choices(pairs, k=batch):
+        lr = np.asarray(Image.open(lr_path).convert("RGB"))
+        hr = np.asarray(Image.open(hr_path).convert("RGB"))
+        y, x = random.randrange(lr.shape[0] - patch), random.randrange(lr.shape[1] - patch)
+        lrs.append(torch.from_numpy(lr[y:y + patch, x:x + patch].copy()).permute(2, 0, 1))
+        hrs.append(torch.from_numpy(hr[scale * y:scale * (y + patch), scale * x:scale * (x + patch)].copy()).permute(2, 0, 1))
+    return torch.stack(lrs).float() / 255, torch.stack(hrs).float() / 255
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", default="")
+    parser.add_argument("--copies", type=int, default=16, help="copies of each sample frame")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--patch-size", type=int, default=24)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--naive-steps", type=int, default=0, help="steps for the naive loop (default: --steps)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the fast path's model")
+    parser.add_argument("--workers", type=int, default=-1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--peak-tflops", type=float, default=0, help="dense bf16 peak for utilisation (H100 SXM 989)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    workers = args.workers if args.workers >= 0 else (8 if device.type == "cuda" else 1)
+    tmp = Path(tempfile.mkdtemp())
+    src = sample_dir(args.samples)
+    pairs = []
+    for p in list_images(src / "lr"):
+        for k in range(args.copies):
+            for side in ("lr", "hr"):
+                (tmp / side).mkdir(exist_ok=True)
+                shutil.copy(src / side / p.name, tmp / side / f"{p.stem}_{k}.png")
+            pairs.append((tmp / "lr" / f"{p.stem}_{k}.png", tmp / "hr" / f"{p.stem}_{k}.png"))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def run(make_batches, model, amp_dtype, scaler, channels_last):
+        optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+        steps = 0
+        for i, (lr, hr) in enumerate(make_batches()):  # lazily: loading is part of the measured time
+            if i == 2:  # two warm-up steps
+                sync()
+                start = time.perf_counter()
+            lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
+            if channels_last:
+                lr = lr.contiguous(memory_format=torch.channels_last)
+            train_step(model, optimizer, scaler, lr, hr, "l1", amp_dtype)
+            steps = i - 1
+        sync()
+        return steps * args.batch_size / (time.perf_counter() - start)
+
+    torch.manual_seed(0)
+    naive_steps = args.naive_steps or args.steps
+    naive_rate = run(lambda: (naive_batch(pairs, args.batch_size, args.patch_size) for _ in range(naive_steps + 2)),
+                     SRResNet().to(device).train(), None, None, False)
+
+    sizes = [image_size(lr) for lr, _ in pairs]
+    lr_cache = ImageCache([str(p) for p, _ in pairs], sizes)
+    hr_cache = ImageCache([str(p) for _, p in pairs], [(w * 4, h * 4) for w, h in sizes])
+    patches = TrainPatches(lr_cache, hr_cache, 4, args.patch_size, seed=42, patches_per_image=64)
+
+    def loader():
+        sampler = EpochBatches(len(patches), args.batch_size, 42, 0)
+        sampler.batches = sampler.batches[:args.steps + 2]
+        return torch.utils.data.DataLoader(patches, batch_sampler=sampler, num_workers=workers,
+                                           collate_fn=collate_drop_none, pin_memory=device.type == "cuda")
+
+    def float_batches():  # uint8 to the device, converted there (as the trainer does)
+        return ((to_float(b[0], device), to_float(b[1], device)) for b, _ in loader())
+
+    start = time.perf_counter()
+    data_only = sum(b[0].shape[0] for b, _ in loader()) / (time.perf_counter() - start)
+    cuda = device.type == "cuda"
+    amp_dtype = autocast_dtype(device)
+    model = SRResNet().to(device).train()
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    if args.compile:
+        compiled = torch.compile(model)
+        compiled.parameters = model.parameters
+        model = compiled
+    fast_rate = run(float_batches, model, amp_dtype, scaler, cuda)
+
+    print(f"machine: {machine()}; device {device}; SRResNet-16, batch {args.batch_size}, LR patch {args.patch_size}"
+          f"{', torch.compile' if args.compile else ''}")
+    print(f"naive (PIL decode per sample, fp32, NCHW): {naive_rate:9.1f} samples/s")
+    print(f"train.py path (cache, workers, AMP/CL on CUDA): {fast_rate:9.1f} samples/s")
+    print(f"speed-up: {fast_rate / naive_rate:.2f}x")
+    print(f"data pipeline alone: {data_only:9.1f} samples/s = {data_only / fast_rate:.1f}x what the model consumes")
+    flops = fast_rate * args.patch_size ** 2 * MACS_PER_LR_PIXEL * 2 * 3
+    print(f"model FLOPs: {flops / 1e12:.2f} TFLOP/s"
+          + (f" = {100 * flops / (args.peak_tflops * 1e12):.1f}% of {args.peak_tflops} TFLOP/s peak" if args.peak_tflops else ""))
+    shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
