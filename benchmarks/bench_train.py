@@ -111,9 +111,7 @@ def main():
         model = model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     if args.compile:
-        compiled = torch.compile(model)
-        compiled.parameters = model.parameters
-        model = compiled
+        model = torch.compile(model)
     fast_rate = run(float_batches, model, amp_dtype, scaler, cuda)
 
     print(f"machine: {machine()}; device {device}; SRResNet-16, batch {args.batch_size}, LR patch {args.patch_size}"

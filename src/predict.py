@@ -16,6 +16,7 @@ input is named and the exit status is 1.
 """
 import hashlib
 import json
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -146,7 +147,8 @@ def main(argv=None):
         write_png(out_dir / f"{path.stem}.png", sr_img, config.png_level)
 
     bar, hr_pixels = tqdm(total=len(todo), unit="img", desc="predict"), 0
-    with ThreadPoolExecutor(4) as readers, ThreadPoolExecutor(4) as writers:
+    threads = max(2, min(16, os.cpu_count() or 2))  # PNG decode/encode release the GIL
+    with ThreadPoolExecutor(threads) as readers, ThreadPoolExecutor(threads) as writers:
         pending = []
         for chunk_start in range(0, len(todo), 64):  # decode ahead in chunks: bounded memory
             decoded = []
