@@ -10,7 +10,7 @@ Out: logs/<run>/ best.safetensors + model.json (best validation RGB PSNR),
     python src/train.py                                   # the demo, on CPU, a few minutes
     python src/train.py --data data/train --epochs 100 --run srresnet_a
     python src/train.py --resume logs/srresnet_a/last.ckpt
-    torchrun --nproc_per_node=2 src/train.py --data ...   # two GPUs (DDP)
+    torchrun --nproc_per_node=2 src/train.py --data ... --run-name a   # two GPUs (DDP)
 """
 import os
 import sys
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from srx4 import distributed, paths
-from srx4.config import option, parse_config
+from srx4.config import given_fields, option, parse_config
 from srx4.trainer import Trainer
 
 
@@ -46,7 +46,8 @@ class TrainConfig:
     seed: int = option(42, "seed for the split, the crops and the weights")
     val_fraction: float = option(0.15, "validation share of the pairs (0 = train on everything)")
     val_limit: int = option(0, "validate on at most this many images (0 = all)")
-    run: str = option("", "run name: outputs go to logs/<run>/ (default: model and time)")
+    run: str = option("", "run name: outputs go to logs/<run>/ (default: model and time); under torchrun "
+                          "write --run-name (torchrun mistakes --run for its --run-path)", aliases=["--run-name"])
     resume: str = option("", "continue from logs/<run>/last.ckpt")
     init_weights: str = option("", "start from these weights (.safetensors or run folder) and fine-tune")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
@@ -73,7 +74,7 @@ DEMO_PRESET = dict(num_blocks=4, channels=32, bicubic_residual=True, epochs=8, b
 def apply_demo(config: TrainConfig, argv) -> TrainConfig:
     """Use the demo data and preset for every flag the user did not give."""
     from srx4.demo import build_demo
-    given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in argv if a.startswith("--")}
+    given = given_fields(TrainConfig, argv)
     demo = build_demo(paths.demo_dir(), config.scale)
     print(f"no competition data found (data/train/{{lr,hr}}): training on the bundled demo in {demo} "
           f"(scikit-image photos); put your data in data/train to train on it", flush=True)
@@ -100,7 +101,7 @@ def main(argv=None):
     if config.resume:  # the checkpoint's config wins, except for what this command line gives
         from srx4.checkpoint import load_checkpoint
         saved = load_checkpoint(config.resume)["train_config"]
-        given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in argv if a.startswith("--")}
+        given = given_fields(TrainConfig, argv)
         known = {f.name for f in fields(TrainConfig)}
         config = TrainConfig(**{k: (getattr(config, k) if k in given else v) for k, v in saved.items() if k in known})
     elif not config.data:

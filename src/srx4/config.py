@@ -25,13 +25,13 @@ def build_parser(config_class, description: str, positional: str = None) -> argp
         if f.name == positional:
             parser.add_argument(f.name, nargs="+" if kind == list else None, help=help_text)
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", [])]
         if kind is bool:
-            parser.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_text)
+            parser.add_argument(*flags, default=default, action=argparse.BooleanOptionalAction, help=help_text)
         elif kind == list:
-            parser.add_argument(flag, nargs="+", default=default, help=help_text)
+            parser.add_argument(*flags, nargs="+", default=default, help=help_text)
         else:
-            parser.add_argument(flag, type=kind, default=default, help=help_text,
+            parser.add_argument(*flags, type=kind, default=default, help=help_text,
                                 choices=f.metadata.get("choices"))
     return parser
 
@@ -42,11 +42,17 @@ def parse_config(config_class, description: str, argv=None, positional: str = No
     return config_class(**vars(args))
 
 
-def option(default, help_text: str, choices=None):
-    """A dataclass field with a default, help text and optional choices."""
-    meta = {"help": help_text}
+def option(default, help_text: str, choices=None, aliases=()):
+    """A dataclass field with a default, help text, optional choices and extra flag names."""
+    meta = {"help": help_text, "aliases": list(aliases)}
     if choices:
         meta["choices"] = choices
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def given_fields(config_class, argv) -> set:
+    """Names of the fields this command line sets explicitly (aliases and --no-x included)."""
+    actions = build_parser(config_class, "")._option_string_actions
+    return {actions[a.split("=")[0]].dest for a in argv if a.split("=")[0] in actions and a.startswith("--")}

@@ -28,6 +28,13 @@ def agree(flag: bool, world: int, device) -> bool:
     return t.item() > 0
 
 
+def broadcast_buffers(model, world: int):
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank."""
+    if world > 1:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def barrier(world: int):
     if world > 1:
         dist.barrier()

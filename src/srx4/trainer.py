@@ -218,6 +218,7 @@ class Trainer:
 
     def _end_epoch(self, epoch, losses, dropped, skipped, has_val, epoch_start):
         cfg = self.cfg
+        distributed.broadcast_buffers(self.plain_model, self.world)  # every rank validates rank 0's BN stats
         metrics, first = self._validate(self.plain_model, "validate") if has_val else ({}, None)
         improved = (not has_val) or metrics["psnr"] > self.best["psnr"]
         if improved:

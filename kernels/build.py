@@ -1,0 +1,94 @@
+"""Build the Kaggle kernels from src/: the kernels hold no logic of their own.
+
+Kaggle uploads only the file named in `code_file`, so each kernel is one script
+with every file of src/ packed inside it (a base64 zip), unpacked at start.
+Out: kernels/build/<slug>/ with the script and kernel-metadata.json, for
+     `kaggle kernels push -p kernels/build/<slug>`.
+
+- train kernel: train (torchrun over both GPUs when there are two) -> predict
+  -> make_submission, leaving /kaggle/working/submission.csv;
+- predict kernel: predict from weights attached as a dataset or an earlier
+  kernel's output (found under /kaggle/input), then make_submission.
+
+    python kernels/build.py --user alice --competition gnr-638
+    python kernels/build.py --user alice --competition gnr-638 --train-args "--epochs 60 --time-limit 10"
+"""
+import argparse
+import base64
+import io
+import json
+import os
+import shlex
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = (Path(__file__).parent / "kernel_template.py").read_text()
+
+
+def pack_sources() -> str:
+    """Every .py under src/ as a base64 zip (deterministic order and timestamps)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted((REPO / "src").rglob("*.py")):
+            info = zipfile.ZipInfo(str(path.relative_to(REPO)), date_time=(2020, 1, 1, 0, 0, 0))
+            zf.writestr(info, path.read_bytes())
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def metadata(user: str, slug: str, title: str, code_file: str, competition: str, sources: dict) -> dict:
+    return {
+        "id": f"{user}/{slug}", "title": title, "code_file": code_file, "language": "python",
+        "kernel_type": "script", "is_private": True, "enable_gpu": True, "enable_tpu": False,
+        "enable_internet": False, "machine_shape": "NvidiaTeslaT4",
+        "competition_sources": [competition] if competition else [],
+        "dataset_sources": sources.get("datasets", []), "kernel_sources": sources.get("kernels", []),
+    }
+
+
+def build(out_dir: Path, user: str, competition: str, train_args: str, predict_args: str,
+          weights_datasets=(), weights_kernels=()) -> list:
+    """Write both kernels; returns their folders."""
+    packed = pack_sources()
+    made = []
+    for mode, slug, title, sources in (
+            ("train", f"{competition}-srx4-train", f"{competition} srx4 train", {}),
+            ("predict", f"{competition}-srx4-predict", f"{competition} srx4 predict",
+             {"datasets": list(weights_datasets), "kernels": list(weights_kernels)})):
+        folder = out_dir / slug
+        folder.mkdir(parents=True, exist_ok=True)
+        code_file = f"{slug.replace('-', '_')}.py"
+        script = (TEMPLATE.replace("__MODE__", mode)
+                  .replace("__TRAIN_ARGS__", json.dumps(shlex.split(train_args)))
+                  .replace("__PREDICT_ARGS__", json.dumps(shlex.split(predict_args)))
+                  .replace("__SOURCES__", packed))
+        (folder / code_file).write_text(script)
+        meta = metadata(user, slug, title, code_file, competition, sources)
+        (folder / "kernel-metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
+        made.append(folder)
+    return made
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Build the Kaggle kernels from src/.")
+    parser.add_argument("--user", default=os.environ.get("KAGGLE_USERNAME", ""),
+                        help="your Kaggle user name (default: $KAGGLE_USERNAME)")
+    parser.add_argument("--competition", required=True, help="the competition's URL slug")
+    parser.add_argument("--train-args", default="--epochs 100 --time-limit 10",
+                        help="arguments for train.py in the train kernel (--time-limit keeps it inside 12 h)")
+    parser.add_argument("--predict-args", default="", help="arguments for predict.py in both kernels")
+    parser.add_argument("--weights-dataset", action="append", default=[],
+                        help="predict kernel: a dataset (user/slug) holding best.safetensors + model.json")
+    parser.add_argument("--weights-kernel", action="append", default=[],
+                        help="predict kernel: an earlier kernel (user/slug) whose output holds the weights")
+    parser.add_argument("--out", default=str(REPO / "kernels" / "build"))
+    args = parser.parse_args()
+    if not args.user:
+        parser.error("--user (or KAGGLE_USERNAME) is required: kernel ids are <user>/<slug>")
+    for folder in build(Path(args.out), args.user, args.competition, args.train_args, args.predict_args,
+                        args.weights_dataset, args.weights_kernel):
+        print(f"built {folder}: kaggle kernels push -p {folder}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Kaggle: the built kernel run for real against a fake /kaggle tree, its metadata,
+the CLI wrappers without credentials, two-process DDP on CPU, and --time-limit."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from conftest import REPO, TINY, make_pairs, run_script
+from srx4.submission import validate_csv
+
+sys.path.insert(0, str(REPO / "kernels"))
+import build  # noqa: E402
+
+
+def fake_kaggle(root):
+    comp = root / "input" / "competitions" / "sr-comp"
+    make_pairs(comp / "train", count=8)
+    make_pairs(comp / "test", count=2)
+    (comp / "test" / "hr").rename(root / "hidden_hr")  # the test HR is not given on Kaggle
+    (root / "working").mkdir(parents=True)
+    return comp
+
+
+def test_built_kernel_runs_against_a_fake_kaggle_tree(tmp_path):
+    comp = fake_kaggle(tmp_path / "kaggle")
+    train_args = " ".join(TINY + ["--epochs", "1"])
+    folders = build.build(tmp_path / "build", "alice", "sr-comp", train_args, "--device cpu")
+    train_folder = folders[0]
+    meta = json.loads((train_folder / "kernel-metadata.json").read_text())
+    assert meta["id"] == "alice/sr-comp-srx4-train" and meta["kernel_type"] == "script"
+    assert meta["enable_gpu"] is True and meta["enable_internet"] is False
+    assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["competition_sources"] == ["sr-comp"]
+    assert (train_folder / meta["code_file"]).is_file()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "SRX4"))}
+    env.update(SRX4_KAGGLE_ROOT=str(tmp_path / "kaggle"), KAGGLE_KERNEL_RUN_TYPE="Batch", CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run([sys.executable, str(train_folder / meta["code_file"])], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    working = tmp_path / "kaggle" / "working"
+    assert validate_csv(working / "submission.csv", comp / "test" / "lr") == 2
+    assert (working / "logs").is_dir() and not (working / "srx4_code").exists()
+
+    # the inference-only kernel finds weights attached under /kaggle/input
+    attached = tmp_path / "kaggle" / "input" / "my-weights"
+    attached.mkdir()
+    run_dir = next((working / "logs").iterdir())
+    for name in ("best.safetensors", "model.json"):
+        (attached / name).write_bytes((run_dir / name).read_bytes())
+    (working / "submission.csv").unlink()
+    predict_folder = folders[1]
+    code = json.loads((predict_folder / "kernel-metadata.json").read_text())["code_file"]
+    done = subprocess.run([sys.executable, str(predict_folder / code)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert validate_csv(working / "submission.csv", comp / "test" / "lr") == 2
+
+
+def test_cli_wrappers_print_one_line_without_credentials(tmp_path):
+    env = {"HOME": str(tmp_path), "KAGGLE_CONFIG_DIR": str(tmp_path / "none")}
+    done = run_script("download.py", "--competition", "sr-comp", "--out", tmp_path / "d", work=tmp_path,
+                      env_extra=env, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "KAGGLE_USERNAME" in done.stderr or "not on PATH" in done.stderr
+
+
+def test_ddp_two_processes_validate_like_one(tmp_path, pairs_dir):
+    """torchrun --nproc_per_node=2 on CPU (gloo): the validation PSNR it reports equals a
+    single process's on the same weights."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
+    env.update(SRX4_WORK_DIR=str(tmp_path), SRX4_KAGGLE_ROOT=str(tmp_path / "none"), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           str(REPO / "src/train.py"), "--data", str(pairs_dir), *TINY, "--epochs", "1", "--run-name", "ddp",
+           "--val-fraction", "0.4"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "x 2 processes" in (tmp_path / "logs/ddp/train.log").read_text()
+    reported = torch.load(tmp_path / "logs/ddp/last.ckpt", weights_only=True)["best"]["psnr"]
+
+    from srx4.checkpoint import load_model
+    from srx4.dataset import ImageCache, WholeImages
+    from srx4.engine import validate
+    from srx4.pairs import load_split
+    names = load_split(tmp_path / "logs/ddp/split.json")["val"]
+    assert len(names) >= 2
+    lr = ImageCache([str(pairs_dir / "lr" / n) for n in names], [(16, 16)] * len(names))
+    hr = ImageCache([str(pairs_dir / "hr" / n) for n in names], [(64, 64)] * len(names))
+    model, _ = load_model(tmp_path / "logs/ddp")
+    single, _ = validate(model, WholeImages(names, lr, hr), torch.device("cpu"), 4)
+    assert abs(single["psnr"] - reported) < 1e-6
+
+
+def test_time_limit_stops_cleanly_and_the_run_resumes(tmp_path, pairs_dir):
+    run = tmp_path / "logs" / "tl"
+    done = run_script("train.py", "--data", pairs_dir, *TINY, "--epochs", "2", "--patches-per-image", "400",
+                      "--time-limit", "0.0002", "--run", "tl", work=tmp_path)
+    assert "--time-limit" in done.stdout and "resume with" in done.stdout
+    stopped = torch.load(run / "last.ckpt", weights_only=True)
+    per_epoch = len(stopped["split"]["train"]) * 400 // 4
+    assert stopped["epoch"] == 0 and 0 < stopped["batch_in_epoch"] < per_epoch
+    done = run_script("train.py", "--resume", run / "last.ckpt", "--time-limit", "0", work=tmp_path)
+    final = torch.load(run / "last.ckpt", weights_only=True)
+    assert final["epoch"] == 2 and final["step"] == 2 * per_epoch
+    with open(run / "metrics.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
