@@ -10,6 +10,8 @@ Out: one PNG per input, same file name, exactly scale x its size, in --output
     python src/predict.py
     python src/predict.py --weights logs/srresnet_a --input data/test/lr --tta
     python src/predict.py --model bicubic            # the baseline through the same path
+    python src/predict.py --weights logs/a --val-of logs/a   # then: python src/score.py
+        submissions/a/val_png --hr data/train/hr  -> the local validation score
 
 Finished outputs are skipped, so an interrupted run resumes; an unreadable
 input is named and the exit status is 1.
@@ -41,6 +43,8 @@ MANIFEST = ".srx4-weights.json"
 @dataclass
 class PredictConfig:
     weights: str = option("", "weights file or run folder (default: newest logs/<run>/)")
+    val_of: str = option("", "predict a run's validation images (logs/<run>/): the local score to compare "
+                             "with the leaderboard; writes submissions/<run>/val_png")
     input: str = option("", "folder of test LR images (default: data/test/lr, Kaggle's, else the demo's)")
     output: str = option("", "PNG folder (default: submissions/<run>/png)")
     model: str = option("", "'bicubic' for the MATLAB-bicubic baseline instead of weights", choices=["", "bicubic"])
@@ -77,6 +81,18 @@ def load_predictor(config, device):
     model, model_config = load_model(weights, device=device)
     return model, {"weights": str(weights.resolve()), "sha256": file_digest(weights), **model_config}, \
         weights.parent.name
+
+
+def validation_inputs(run_dir: Path):
+    """(LR folder, validation file names) of a training run, from its config.json and split.json."""
+    config_path, split_path = run_dir / "config.json", run_dir / "split.json"
+    if not (config_path.is_file() and split_path.is_file()):
+        raise FileNotFoundError(f"{run_dir}: no config.json and split.json (is it a training run folder?)")
+    data = Path(json.loads(config_path.read_text())["data"])
+    names = json.loads(split_path.read_text())["val"]
+    if not names:
+        raise FileNotFoundError(f"{run_dir}: the run has no validation split (--val-fraction 0)")
+    return data / "lr", names
 
 
 def check_manifest(out_dir: Path, identity: dict, overwrite: bool):
@@ -122,17 +138,21 @@ def main(argv=None):
         model, identity, run_name = load_predictor(config, device)
         model = prepare_model(model, config.fold_bn, config.channels_last)
         identity["tta"] = config.tta
-        in_dir = Path(config.input) if config.input else paths.default_test_dir()
+        if config.val_of:
+            in_dir, names = validation_inputs(Path(config.val_of))
+            out_dir = Path(config.output) if config.output else paths.submissions_dir() / run_name / "val_png"
+        else:
+            in_dir, names = Path(config.input) if config.input else paths.default_test_dir(), None
+            out_dir = Path(config.output) if config.output else paths.submissions_dir() / run_name / "png"
         if not in_dir.is_dir():
             raise FileNotFoundError(f"{in_dir}: input folder not found")
-        out_dir = Path(config.output) if config.output else paths.submissions_dir() / run_name / "png"
         out_dir.mkdir(parents=True, exist_ok=True)
         check_manifest(out_dir, identity, config.overwrite)
     except (WeightsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     scale = model.scale
-    inputs = list_images(in_dir)
+    inputs = [in_dir / n for n in names] if names is not None else list_images(in_dir)
     todo = [p for p in inputs if not is_done(out_dir / f"{p.stem}.png", p, scale)]
     print(f"{len(inputs)} images in {in_dir}; {len(inputs) - len(todo)} already done; writing to {out_dir}")
     failed, started = [], time.time()

@@ -176,3 +176,27 @@ def test_super_resolve_one_image_with_comparison(trained, tmp_path):
     assert "img_000_x4.png" in done.stdout
     assert read_image(tmp_path / "img_000_x4.png").shape == (96, 96, 3)
     assert read_image(tmp_path / "img_000_x4_compare.png").shape == (96, 200, 3)
+
+
+def test_local_validation_score_from_the_split(trained):
+    work, _ = trained
+    run = work / "logs" / "t"
+    run_script("predict.py", "--weights", run, "--val-of", run, "--device", "cpu", work=work)
+    val_png = work / "submissions" / "t" / "val_png"
+    names = json.loads((run / "split.json").read_text())["val"]
+    assert sorted(p.name for p in val_png.glob("*.png")) == sorted(names)
+    done = run_script("score.py", val_png, "--hr", work / "data" / "train" / "hr", work=work)
+    assert f"{len(names)} images" in done.stdout and "model:" in done.stdout
+
+
+def test_hostile_test_folder_predicts_every_decodable_image(tmp_path):
+    from test_train_cli import hostile_folder
+    lr_dir = hostile_folder(tmp_path / "h") / "lr"
+    done = run_script("predict.py", "--model", "bicubic", "--input", lr_dir, "--output", tmp_path / "out",
+                      work=tmp_path, check=False)
+    assert done.returncode == 1
+    for bad in ("zero.png", "text.png"):
+        assert bad in done.stderr
+    for name in ("grey mode.png", "palette_é.png", "rgba.png", "deep16.png", "jpeg_bytes.png", "img_000.png"):
+        lr = read_image(lr_dir / name)
+        assert read_image(tmp_path / "out" / name).shape == (lr.shape[0] * 4, lr.shape[1] * 4, 3), name
