@@ -7,6 +7,7 @@ import csv
 import os
 import sys
 import tempfile
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def write_submission(png_dir, lr_dir, out_csv, scale=4, sample_csv=None, allow_m
     if not lr_files and not sample_csv:
         raise SubmissionError(f"{lr_dir}: no test LR images")
     entries = match_ids(lr_files, read_sample_ids(sample_csv) if sample_csv else None)
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = workers or os.cpu_count() or 1
 
     def load(entry):
         row_id, lr_path = entry
@@ -73,25 +74,31 @@ def write_submission(png_dir, lr_dir, out_csv, scale=4, sample_csv=None, allow_m
             check_png(data, str(png), lr_path, scale)
         except (ImageError, SubmissionError) as err:
             return row_id, None, str(err)
-        return row_id, base64.b64encode(data).decode("ascii"), None
+        return row_id, base64.b64encode(data), None
 
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_csv.parent, prefix=f".{out_csv.name}.", suffix=".tmp")
     rows, missing = 0, []
     try:
-        with os.fdopen(fd, "w", newline="") as f, ThreadPoolExecutor(workers) as pool:
-            writer = csv.writer(f)
-            writer.writerow(HEADER)
-            # map() keeps order; chunks bound how many encoded rows wait in memory
-            for start in range(0, len(entries), 4 * workers):
-                for row_id, encoded, problem in pool.map(load, entries[start:start + 4 * workers]):
-                    if problem:
-                        if not allow_missing:
-                            raise SubmissionError(problem)
-                        missing.append(problem)
-                        continue
-                    writer.writerow((row_id, encoded))
-                    rows += 1
+        with os.fdopen(fd, "wb") as f, ThreadPoolExecutor(workers) as pool:
+            f.write(",".join(HEADER).encode() + b"\n")
+            # a sliding window of 2 x workers rows in flight: order kept, memory bounded
+            window = deque()
+            for entry in entries + [None] * (2 * workers):
+                if entry is not None:
+                    window.append(pool.submit(load, entry))
+                if len(window) < 2 * workers and entry is not None:
+                    continue
+                if not window:
+                    break
+                row_id, encoded, problem = window.popleft().result()
+                if problem:
+                    if not allow_missing:
+                        raise SubmissionError(problem)
+                    missing.append(problem)
+                    continue
+                f.write(csv_field(row_id) + b"," + encoded + b"\n")   # base64 never needs quoting
+                rows += 1
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -100,6 +107,13 @@ def write_submission(png_dir, lr_dir, out_csv, scale=4, sample_csv=None, allow_m
         if os.path.exists(tmp):
             os.unlink(tmp)
     return rows, missing
+
+
+def csv_field(text: str) -> bytes:
+    """One CSV field, quoted only when it has to be."""
+    if any(c in text for c in ',"\r\n'):
+        text = '"' + text.replace('"', '""') + '"'
+    return text.encode("utf-8")
 
 
 def iter_rows(csv_path):
