@@ -22,7 +22,7 @@ from srx4.checkpoint import WeightsError, atomic_write_text, load_model
 from srx4.config import option, parse_config
 from srx4.images import list_images, read_image
 from srx4.imresize import imresize, modcrop
-from srx4.infer import super_resolve
+from srx4.infer import resolve_device, super_resolve
 from srx4.metrics import psnr, ssim
 from srx4.models import Bicubic
 
@@ -78,8 +78,7 @@ def evaluate_set(models: dict, folder: Path, scale: int, device, tta: bool):
 
 def main(argv=None):
     config = parse_config(EvaluateConfig, "Benchmark PSNR/SSIM on Y with border = scale.", argv)
-    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if config.device == "auto" else config.device))
+    device = resolve_device(config.device)
     try:
         if not config.data:
             raise FileNotFoundError("--data: give one or more benchmark folders (HR/ and LR_x4/)")
@@ -99,7 +98,7 @@ def main(argv=None):
     except (FileNotFoundError, WeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    lines = [f"| set | model | images | PSNR (Y, dB) | SSIM (Y) |", "|---|---|---|---|---|"]
+    lines = ["| set | model | images | PSNR (Y, dB) | SSIM (Y) |", "|---|---|---|---|---|"]
     lines += [f"| {r['set']} | {r['model']}{' +TTA' if config.tta and r['model'] != 'bicubic' else ''} | "
               f"{r['images']} | {r['psnr_y']:.2f} | {r['ssim_y']:.4f} |" for r in rows]
     table = "\n".join(lines)

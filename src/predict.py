@@ -34,7 +34,7 @@ from srx4.checkpoint import WeightsError, load_model, resolve_weights, write_jso
 from srx4.config import option, parse_config
 from srx4.images import ImageError, image_size, list_images, read_image, to_uint8, write_png
 from srx4.imresize import resize_tensor
-from srx4.infer import prepare_model, super_resolve
+from srx4.infer import resolve_device, prepare_model, super_resolve
 from srx4.models import Bicubic
 
 MANIFEST = ".srx4-weights.json"
@@ -132,8 +132,7 @@ def batches_by_size(items, batch_size):
 
 def main(argv=None):
     config = parse_config(PredictConfig, "Super-resolve test LR images to PNGs.", argv)
-    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if config.device == "auto" else config.device))
+    device = resolve_device(config.device)
     try:
         model, identity, run_name = load_predictor(config, device)
         model = prepare_model(model, config.fold_bn, config.channels_last)

@@ -17,7 +17,7 @@ from srx4.checkpoint import WeightsError, load_model
 from srx4.config import option, parse_config
 from srx4.images import ImageError, read_image, to_tensor, to_uint8, write_png
 from srx4.imresize import resize_tensor
-from srx4.infer import super_resolve
+from srx4.infer import resolve_device, super_resolve
 
 
 @dataclass
@@ -32,8 +32,7 @@ class SuperResolveConfig:
 
 def main(argv=None):
     config = parse_config(SuperResolveConfig, "Super-resolve single images.", argv, positional="images")
-    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if config.device == "auto" else config.device))
+    device = resolve_device(config.device)
     failed = 0
     try:
         weights = config.weights or paths.newest_run()

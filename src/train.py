@@ -16,12 +16,12 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import torch
 
 from srx4 import distributed, paths
 from srx4.config import given_fields, option, parse_config
+from srx4.infer import resolve_device
 from srx4.trainer import Trainer
 
 
@@ -87,14 +87,6 @@ def apply_demo(config: TrainConfig, argv) -> TrainConfig:
     return config
 
 
-def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    return torch.device(name)
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     config = parse_config(TrainConfig, __doc__.split("\n")[0], argv)
@@ -113,7 +105,7 @@ def main(argv=None):
     device_type = "cuda" if (config.device.startswith("cuda") or
                              (config.device == "auto" and torch.cuda.is_available())) else "cpu"
     rank, world, local_rank = distributed.setup(device_type)
-    device = pick_device(config.device, local_rank)
+    device = resolve_device(config.device, local_rank)
     if not config.run:
         config.run = f"{config.model}_{time.strftime('%Y%m%d_%H%M%S')}"
     try:

@@ -3,11 +3,10 @@ import base64
 import csv
 import json
 
-import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from conftest import REPO, SHARED, TINY, make_pairs, needs_shared, run_script
+from conftest import SHARED, TINY, make_pairs, needs_shared, run_script
 from srx4.images import read_image
 from srx4.submission import SubmissionError, validate_csv
 
@@ -143,7 +142,7 @@ def test_submit_without_credentials_prints_one_line(trained, tmp_path):
 
 @needs_shared("benchmarks")
 def test_evaluate_bicubic_reproduces_the_published_table(tmp_path):
-    done = run_script("evaluate.py", "--model", "bicubic", "--data", SHARED / "benchmarks/Set5",
+    run_script("evaluate.py", "--model", "bicubic", "--data", SHARED / "benchmarks/Set5",
                       SHARED / "benchmarks/Set14", "--output", tmp_path, work=tmp_path)
     with open(tmp_path / "table.csv") as f:
         rows = {r["set"]: r for r in csv.DictReader(f)}

@@ -7,7 +7,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file

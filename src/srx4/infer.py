@@ -16,6 +16,15 @@ from torch import nn
 BYTES_PER_LR_PIXEL = {"srresnet": 64 * 4 * 60, "srcnn": 64 * 4 * 16 * 4, "bicubic": 4 * 16 * 8}
 
 
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """'auto' -> the GPU when there is one, else the CPU; 'cuda' -> this process's GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        name = f"cuda:{local_rank}"
+    return torch.device(name)
+
+
 def autocast_dtype(device: torch.device):
     """bf16 where the GPU has it, else fp16; None on CPU (fp32)."""
     if device.type != "cuda":
@@ -107,7 +116,7 @@ def super_resolve(model, lr, tile: int = None, amp: bool = True, tta: bool = Fal
     overlap = int(math.ceil(getattr(model, "receptive_radius", 16))) + 2
     amp_dtype = autocast_dtype(lr.device) if amp else None
     if tile is None:
-        tile = auto_tile(model, lr.shape[2], lr.shape[3], lr.shape[0] * (1 if not tta else 1), lr.device)
+        tile = auto_tile(model, lr.shape[2], lr.shape[3], lr.shape[0], lr.device)
 
     def run(x, tile):
         if tile and (x.shape[2] > tile or x.shape[3] > tile):
