@@ -87,6 +87,21 @@ def apply_demo(config: TrainConfig, argv) -> TrainConfig:
     return config
 
 
+def free_run_name(name: str, explicit: bool) -> str:
+    """Never train over an earlier run: an explicit --run that exists is an error,
+    an automatic name (the demo) gets the next free suffix: demo, demo_2, ..."""
+    taken = lambda n: (paths.logs_dir() / n / "last.ckpt").exists()  # noqa: E731
+    if not taken(name):
+        return name
+    if explicit:
+        raise FileExistsError(f"{paths.logs_dir() / name} already holds a run: continue it with --resume "
+                              f"{paths.logs_dir() / name / 'last.ckpt'}, or choose another --run")
+    k = 2
+    while taken(f"{name}_{k}"):
+        k += 1
+    return f"{name}_{k}"
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     config = parse_config(TrainConfig, __doc__.split("\n")[0], argv)
@@ -106,8 +121,13 @@ def main(argv=None):
                              (config.device == "auto" and torch.cuda.is_available())) else "cpu"
     rank, world, local_rank = distributed.setup(device_type)
     device = resolve_device(config.device, local_rank)
-    if not config.run:
-        config.run = f"{config.model}_{time.strftime('%Y%m%d_%H%M%S')}"
+    if not config.resume:
+        try:
+            config.run = free_run_name(config.run or f"{config.model}_{time.strftime('%Y%m%d_%H%M%S')}",
+                                       explicit="run" in given_fields(TrainConfig, argv))
+        except FileExistsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     try:
         trainer = Trainer(asdict(config), device, rank, world)
         trainer.fit()

@@ -31,6 +31,9 @@ def test_train_writes_every_artifact_and_resumes(tmp_path, pairs_dir):
     checkpoint = torch.load(run / "last.ckpt", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["train_config"]["run"] == "r1"
 
+    again = train(tmp_path, pairs_dir, "--epochs", "1", "--run", "r1", check=False)  # never over an earlier run
+    assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
+
     out = train(tmp_path, pairs_dir, "--resume", run / "last.ckpt", "--epochs", "3").stdout
     assert "resuming" in out and "epoch 3/3" in out and "epoch 1/3" not in out
     assert json.loads((run / "split.json").read_text()) == split
