@@ -94,11 +94,11 @@ def test_ddp_two_processes_validate_like_one(tmp_path, pairs_dir):
 
 def test_time_limit_stops_cleanly_and_the_run_resumes(tmp_path, pairs_dir):
     run = tmp_path / "logs" / "tl"
-    done = run_script("train.py", "--data", pairs_dir, *TINY, "--epochs", "2", "--patches-per-image", "400",
-                      "--time-limit", "0.0002", "--run", "tl", work=tmp_path)
+    done = run_script("train.py", "--data", pairs_dir, *TINY, "--epochs", "2", "--patches-per-image", "150",
+                      "--time-limit", "0.0001", "--run", "tl", work=tmp_path)
     assert "--time-limit" in done.stdout and "resume with" in done.stdout
     stopped = torch.load(run / "last.ckpt", weights_only=True)
-    per_epoch = len(stopped["split"]["train"]) * 400 // 4
+    per_epoch = len(stopped["split"]["train"]) * 150 // 4
     assert stopped["epoch"] == 0 and 0 < stopped["batch_in_epoch"] < per_epoch
     done = run_script("train.py", "--resume", run / "last.ckpt", "--time-limit", "0", work=tmp_path)
     final = torch.load(run / "last.ckpt", weights_only=True)
