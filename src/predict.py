@@ -190,7 +190,10 @@ def main(argv=None):
                 hr_pixels += sr.shape[0] * sr.shape[2] * sr.shape[3]
                 bar.update(len(batch))
                 bar.set_postfix(hr_mpix_s=f"{hr_pixels / 1e6 / max(time.time() - started, 1e-9):.2f}")
-            pending = [f for f in pending if not f.done() or f.result()]
+            finished = [f for f in pending if f.done()]
+            for f in finished:  # surface write errors early and let finished writes go
+                f.result()
+            pending = [f for f in pending if f not in finished]
         for f in pending:
             f.result()
     bar.close()

@@ -80,13 +80,14 @@ def main(argv=None):
         if not source.exists():
             raise FileNotFoundError(f"{source}: not found")
         for name, sr in predictions(source):
-            hr = read_image(find_hr(hr_dir, name), keep_grey=grey)
+            hr_path = find_hr(hr_dir, name)
+            hr = read_image(hr_path, keep_grey=grey)
             if hr.ndim == 2:
                 sr = sr[:, :, 0] if sr.ndim == 3 else sr
             if sr.shape != hr.shape:
                 raise SubmissionError(f"{name}: prediction {sr.shape[1]}x{sr.shape[0]} vs HR {hr.shape[1]}x{hr.shape[0]}")
             row = {"id": name, **image_scores(sr, hr, config.y_channel, config.crop)}
-            lr_path = lr_dir / Path(find_hr(hr_dir, name)).name
+            lr_path = lr_dir / hr_path.name
             if lr_path.is_file():
                 lr = as_tensor(read_image(lr_path, keep_grey=grey))
                 scale = hr.shape[0] // lr.shape[1]

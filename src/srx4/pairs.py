@@ -129,7 +129,8 @@ def split_pairs(names, val_fraction: float, seed: int, data_dir: str = "") -> di
         val += by_group[groups[i]]
         if len(val) >= target:
             break
-    train = [n for n in names if n not in set(val)]
+    val_set = set(val)
+    train = [n for n in names if n not in val_set]
     return {"seed": seed, "val_fraction": val_fraction, "train": train, "val": sorted(val)}
 
 

@@ -67,6 +67,7 @@ class Trainer:
 
     def _data(self, cfg, checkpoint):
         pairs, hygiene = scan_pairs(cfg["data"], cfg["scale"])
+        by_name = {p.name: p for p in pairs}
         if not pairs:
             reasons = "; ".join(f"{len(v)} {k}" for k, v in sorted(hygiene.problems.items())) or "empty folders"
             raise ValueError(f"{cfg['data']}: no usable image pairs ({reasons})")
@@ -74,14 +75,12 @@ class Trainer:
             split = checkpoint["split"]
         else:
             split = split_pairs([p.name for p in pairs], cfg["val_fraction"], cfg["seed"], cfg["data"])
-            by_name = {p.name: p for p in pairs}
             small = [n for n in split["train"] if min(by_name[n].lr_size) < cfg["patch_size"]]
             if small:  # too small to crop a patch from: validation only
                 split["train"] = [n for n in split["train"] if n not in small]
                 split["val"] = sorted(split["val"] + small)
                 for n in small:
                     hygiene.add(f"smaller than the {cfg['patch_size']}px patch (validation only)", n)
-        by_name = {p.name: p for p in pairs}
         missing = [n for n in split["train"] + split["val"] if n not in by_name]
         if missing:
             raise FileNotFoundError(f"{cfg['data']}: {len(missing)} files of split.json are gone, e.g. {missing[0]}")
@@ -94,9 +93,9 @@ class Trainer:
 
         def caches(names, side):
             chosen = [by_name[n] for n in names]
+            factor = 1 if side == "lr" else cfg["scale"]             # header sizes: LR, HR = scale x LR
             return ImageCache([getattr(p, f"{side}_path") for p in chosen],
-                              [(w * (1 if side == "lr" else cfg["scale"]), h * (1 if side == "lr" else cfg["scale"]))
-                               for (w, h) in (p.lr_size for p in chosen)],
+                              [(w * factor, h * factor) for (w, h) in (p.lr_size for p in chosen)],
                               ram_budget=ram, cache_dir=cfg["cache_dir"] or None, desc=f"decode {side}")
         train_lr, train_hr = caches(split["train"], "lr"), caches(split["train"], "hr")
         val_lr, val_hr = caches(split["val"], "lr"), caches(split["val"], "hr")
