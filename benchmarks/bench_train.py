@@ -2,15 +2,18 @@
 
 Data: the real GNR638 frames (480x270 -> 1920x1080), copied N times. Naive (the
 GNR638 write-up): PIL decodes the PNG pair every sample, fp32, NCHW. train.py's
-path: images decoded once into the uint8 cache, keyed crops, DataLoader workers,
-AMP + channels-last on CUDA. Also times the data pipeline alone (it must feed
-at least 3x what the model consumes) and, on CUDA, reports model FLOPs
+paths: images decoded once into the uint8 cache, then either keyed crops in
+DataLoader workers or (train.py's default on CUDA when they fit) the images
+held on the device with the crops gathered there; AMP + channels-last on CUDA.
+Also times each data pipeline alone against the model alone (data must feed
+at least 3x what the model consumes) and reports model FLOPs
 utilisation (SRResNet-16: 2.218 M multiply-adds per LR pixel forward, x3 to train).
 
     python benchmarks/bench_train.py --steps 6                      # CPU
     python benchmarks/bench_train.py --device cuda --steps 100 --peak-tflops 989
 """
 import argparse
+import itertools
 import random
 import shutil
 import tempfile
@@ -23,6 +26,7 @@ from PIL import Image
 
 from common import machine, sample_dir
 from srx4.dataset import EpochBatches, ImageCache, TrainPatches, collate_drop_none
+from srx4.device_data import DevicePatches
 from srx4.engine import to_float, train_step
 from srx4.images import image_size, list_images
 from srx4.infer import autocast_dtype
@@ -53,6 +57,7 @@ def main():
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast path's model")
     parser.add_argument("--workers", type=int, default=-1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--profile", action="store_true", help="print the slowest CUDA kernels of the fast path")
     parser.add_argument("--peak-tflops", type=float, default=0, help="dense bf16 peak for utilisation (H100 SXM 989)")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -69,7 +74,8 @@ def main():
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def run(make_batches, model, amp_dtype, scaler, channels_last):
-        optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+        fast = amp_dtype is not None  # the trainer's fused Adam on CUDA; the naive loop's default Adam
+        optimizer = torch.optim.Adam(model.parameters(), 1e-4, fused=fast or None)
         steps = 0
         for i, (lr, hr) in enumerate(make_batches()):  # lazily: loading is part of the measured time
             if i == 2:  # two warm-up steps
@@ -93,17 +99,26 @@ def main():
     hr_cache = ImageCache([str(p) for _, p in pairs], [(w * 4, h * 4) for w, h in sizes])
     patches = TrainPatches(lr_cache, hr_cache, 4, args.patch_size, seed=42, patches_per_image=64)
 
-    def loader():
-        sampler = EpochBatches(len(patches), args.batch_size, 42, 0)
-        sampler.batches = sampler.batches[:args.steps + 2]
-        return torch.utils.data.DataLoader(patches, batch_sampler=sampler, num_workers=workers,
-                                           collate_fn=collate_drop_none, pin_memory=device.type == "cuda")
+    on_device = DevicePatches(patches, device)
+    sampler = EpochBatches(len(patches), args.batch_size, 42, 0)
+    keys = sampler.batches[:args.steps + 2]
 
-    def float_batches():  # uint8 to the device, converted there (as the trainer does)
-        return ((to_float(b[0], device), to_float(b[1], device)) for b, _ in loader())
+    def loader_batches():  # DataLoader workers, pinned uint8 to the device, converted there
+        loader = torch.utils.data.DataLoader(patches, batch_sampler=keys, num_workers=workers,
+                                             collate_fn=collate_drop_none, pin_memory=device.type == "cuda")
+        return ((to_float(b[0], device), to_float(b[1], device)) for b, _ in loader)
 
-    start = time.perf_counter()
-    data_only = sum(b[0].shape[0] for b, _ in loader()) / (time.perf_counter() - start)
+    def device_batches():  # the images already on the device: one gather per side per batch
+        return ((to_float(b[0], device), to_float(b[1], device)) for b, _ in map(on_device.batch, keys))
+
+    def data_rate(batches):
+        sync()
+        start = time.perf_counter()
+        count = sum(lr.shape[0] for lr, _ in batches())
+        sync()
+        return count / (time.perf_counter() - start)
+
+    loader_data, device_data = data_rate(loader_batches), data_rate(device_batches)
     cuda = device.type == "cuda"
     amp_dtype = autocast_dtype(device)
     model = SRResNet().to(device).train()
@@ -112,16 +127,28 @@ def main():
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     if args.compile:
         model = torch.compile(model)
-    fast_rate = run(float_batches, model, amp_dtype, scaler, cuda)
+    one_batch = next(device_batches())
+    model_rate = run(lambda: itertools.repeat(one_batch, args.steps + 2), model, amp_dtype, scaler, cuda)
+    loader_rate = run(loader_batches, model, amp_dtype, scaler, cuda)
+    device_rate = run(device_batches, model, amp_dtype, scaler, cuda)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+            run(device_batches, model, amp_dtype, scaler, cuda)
+        print(prof.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=30))
 
     print(f"machine: {machine()}; device {device}; SRResNet-16, batch {args.batch_size}, LR patch {args.patch_size}"
-          f"{', torch.compile' if args.compile else ''}")
-    print(f"naive (PIL decode per sample, fp32, NCHW): {naive_rate:9.1f} samples/s")
-    print(f"train.py path (cache, workers, AMP/CL on CUDA): {fast_rate:9.1f} samples/s")
-    print(f"speed-up: {fast_rate / naive_rate:.2f}x")
-    print(f"data pipeline alone: {data_only:9.1f} samples/s = {data_only / fast_rate:.1f}x what the model consumes")
-    flops = fast_rate * args.patch_size ** 2 * MACS_PER_LR_PIXEL * 2 * 3
-    print(f"model FLOPs: {flops / 1e12:.2f} TFLOP/s"
+          f"{', torch.compile' if args.compile else ''}; {'bf16/fp16 autocast, channels-last' if cuda else 'fp32'}")
+    print(f"naive (PIL decode per sample, fp32, NCHW):       {naive_rate:9.1f} samples/s")
+    print(f"decoded cache + DataLoader ({workers} workers):         {loader_rate:9.1f} samples/s = "
+          f"{loader_rate / naive_rate:.2f}x naive")
+    print(f"images on the device, crops there (--device-data): {device_rate:9.1f} samples/s = "
+          f"{device_rate / naive_rate:.2f}x naive")
+    print(f"model alone (one batch reused):                  {model_rate:9.1f} samples/s")
+    print(f"data alone: DataLoader {loader_data:9.1f} samples/s = {loader_data / model_rate:.1f}x the model's rate; "
+          f"device gather {device_data:9.1f} samples/s = {device_data / model_rate:.1f}x")
+    flops = device_rate * args.patch_size ** 2 * MACS_PER_LR_PIXEL * 2 * 3
+    print(f"model FLOPs (device-data path): {flops / 1e12:.2f} TFLOP/s"
           + (f" = {100 * flops / (args.peak_tflops * 1e12):.1f}% of {args.peak_tflops} TFLOP/s peak" if args.peak_tflops else ""))
     shutil.rmtree(tmp)
 

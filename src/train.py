@@ -22,7 +22,7 @@ import torch
 from srx4 import distributed, paths
 from srx4.config import given_fields, option, parse_config
 from srx4.infer import resolve_device
-from srx4.trainer import Trainer
+from srx4.trainer import RunStopped, Trainer
 
 
 @dataclass
@@ -54,6 +54,9 @@ class TrainConfig:
     amp: bool = option(True, "mixed precision on CUDA (bf16 where supported, else fp16 with a scaler)")
     channels_last: bool = option(True, "channels-last memory format on CUDA")
     compile: bool = option(False, "torch.compile the model (CUDA; slower start, faster steps)")
+    device_data: str = option("auto", "hold the training images on the GPU as uint8 and crop there: auto (when "
+                                      "they fit in half the free GPU memory), on, off (DataLoader workers)",
+                              choices=["auto", "on", "off"])
     workers: int = option(-1, "DataLoader worker processes (-1 = automatic)")
     threads: int = option(0, "CPU threads for torch (0 = torch's default)")
     checkpoint_every: int = option(500, "also write last.ckpt every N steps (0 = only at epoch ends)")
@@ -131,9 +134,7 @@ def main(argv=None):
     try:
         trainer = Trainer(asdict(config), device, rank, world)
         trainer.fit()
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        if isinstance(err, RuntimeError) and "non-finite" not in str(err):
-            raise
+    except (FileNotFoundError, ValueError, RunStopped) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:

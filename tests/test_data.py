@@ -5,6 +5,7 @@ import torch
 
 from conftest import make_pairs
 from srx4.dataset import EpochBatches, ImageCache, TrainPatches, collate_drop_none
+from srx4.device_data import DevicePatches
 from srx4.images import write_png
 from srx4.imresize import imresize
 from srx4.pairs import scan_pairs, source_of, split_pairs
@@ -96,3 +97,27 @@ def test_epoch_batches_resume_and_shard():
     rank1 = [i for b in EpochBatches(40, 4, 42, 3, rank=1, world=2) for i in b]
     assert not set(rank0) & set(rank1) and len(rank0) == len(rank1) == 20
     assert list(EpochBatches(40, 4, 42, 4)) != full
+
+
+def test_device_patches_equal_the_dataloader_path(tmp_path):
+    """The GPU path (run here on the CPU) cuts bit-identical batches, drops the same samples."""
+    folder = make_pairs(tmp_path / "d", count=5, hr_side=64)
+    write_png(folder / "lr" / "wide.png", imresize(np.zeros((48, 96, 3), np.uint8) + 90, 1 / 4))  # another size
+    write_png(folder / "hr" / "wide.png", np.zeros((48, 96, 3), np.uint8) + 90)
+    broken = folder / "hr" / "img_002.png"
+    broken.write_bytes(broken.read_bytes()[:200])   # header fine, pixels cut off: fails to decode, dropped
+    lr_cache, hr_cache = _caches(folder)
+    patches = TrainPatches(lr_cache, hr_cache, scale=4, patch_size=8, seed=5, patches_per_image=6)
+    on_device = DevicePatches(patches, "cpu")
+    assert len(on_device) == len(patches) == 36
+    total_dropped = 0
+    for epoch in range(3):
+        for keys in EpochBatches(len(patches), 6, seed=5, epoch=epoch):  # 6 batches: every key
+            expected, dropped = collate_drop_none([patches[k] for k in keys])
+            got, got_dropped = on_device.batch(keys)
+            assert got_dropped == dropped
+            total_dropped += dropped
+            assert (got is None) == (expected is None)
+            if got is not None:
+                assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    assert total_dropped == 3 * 6   # every patch of the broken image, every epoch

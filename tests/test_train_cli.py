@@ -1,5 +1,6 @@
 """Real `python src/train.py` runs on small real images: artifacts, resume, kill -9,
 hostile input, non-finite losses, and rebuilding the model in a fresh process."""
+import csv
 import json
 import signal
 import subprocess
@@ -133,6 +134,15 @@ def test_hostile_training_folder_is_reported_and_the_run_finishes(tmp_path):
         assert fine in used, fine
     assert "tiny.png" in split["val"]
     assert "best validation PSNR" in out.stdout
+
+    # the training set held "on the device" (the CPU here) gives the same run, bit for bit
+    on = train(tmp_path, folder, "--epochs", "2", "--run", "h_on", "--val-fraction", "0.3", "--device-data", "on")
+    assert "crops and flips done there" in on.stdout
+    dropped = [[int(row["dropped_samples"]) for row in csv.DictReader(open(tmp_path / f"logs/{r}/metrics.csv"))]
+               for r in ("h", "h_on")]
+    assert dropped[0] == dropped[1] and dropped[0][0] > 0
+    a, b = (load_file(tmp_path / f"logs/{r}/best.safetensors") for r in ("h", "h_on"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_empty_folder_is_one_clear_error(tmp_path):

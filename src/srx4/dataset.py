@@ -4,8 +4,9 @@
   fits the budget, else into one memory-mapped file on disk (the real GNR638
   train set is ~28 GB decoded). A file that fails to decode is cached as None.
 - `TrainPatches[(epoch, i)]` -> (lr (3, p, p), hr (3, s*p, s*p)) uint8 tensors: an
-  aligned random crop with flips and 90-degree rotations, its randomness keyed
-  by (seed, epoch, i), so results do not depend on workers or on resuming.
+  aligned random crop with flips and 90-degree rotations, its randomness a hash
+  of (seed, epoch, i) (`crop_draws`), so results do not depend on workers,
+  batching or resuming.
   None when the image failed to load.
 - `WholeImages[i]` -> (name, lr (3, h, w), hr (3, s*h, s*w)) for validation.
 - `EpochBatches` yields the batches of one epoch in a seeded order, from a
@@ -98,18 +99,47 @@ class ImageCache:
         return state
 
     def close(self):
+        """Free the images (RAM or the disk file); the cache is unusable afterwards."""
+        self._arrays = [None] * len(self.paths)
         self._mm = None
         if self._mm_path and os.path.exists(self._mm_path):
             os.unlink(self._mm_path)
 
 
-def augment(lr: np.ndarray, hr: np.ndarray, rng: np.random.Generator):
-    """The same random flip and 90-degree rotation applied to an LR/HR pair (H, W, C)."""
-    if rng.random() < 0.5:
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a uint64 array -> well-scrambled uint64 (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def crop_draws(seed: int, epoch: int, index, lr_heights, lr_widths, patch_size: int) -> np.ndarray:
+    """The random choices for patches `index` (N,) of an epoch, from images of LR size
+    (lr_heights, lr_widths) (N,): int64 (N, 5) of top, left, hflip, vflip, transpose.
+
+    A counter-based hash of (seed, epoch, index) alone: the same for any batch,
+    worker or resume, vectorised over a batch, and shared by the CPU path
+    (`TrainPatches`) and the GPU path (`srx4.device_data`), which so cut exactly
+    the same patches."""
+    index = np.asarray(index, dtype=np.uint64).reshape(-1)
+    with np.errstate(over="ignore"):
+        key = _mix(_mix(_mix(np.full_like(index, seed)) ^ np.uint64(epoch)) ^ index)   # (N,)
+        streams = _mix(key[:, None] + np.uint64(0x9E3779B97F4A7C15) * np.arange(1, 6, dtype=np.uint64))
+    uniform = (streams >> np.uint64(11)).astype(np.float64) * 2.0 ** -53                  # (N, 5) in [0, 1)
+    room = np.stack(np.broadcast_arrays(lr_heights, lr_widths), axis=-1).reshape(-1, 2) - patch_size + 1
+    draws = np.empty(uniform.shape, dtype=np.int64)
+    draws[:, :2] = np.floor(uniform[:, :2] * room).astype(np.int64)                        # top, left
+    draws[:, 2:] = uniform[:, 2:] < 0.5                                                    # the three flips
+    return draws
+
+
+def augment(lr: np.ndarray, hr: np.ndarray, hflip: bool, vflip: bool, transpose: bool):
+    """The same flips and transpose (a 90-degree rotation with the flips) applied to an LR/HR pair (H, W, C)."""
+    if hflip:
         lr, hr = lr[:, ::-1], hr[:, ::-1]
-    if rng.random() < 0.5:
+    if vflip:
         lr, hr = lr[::-1], hr[::-1]
-    if rng.random() < 0.5:
+    if transpose:
         lr, hr = lr.transpose(1, 0, 2), hr.transpose(1, 0, 2)
     return lr, hr
 
@@ -135,13 +165,11 @@ class TrainPatches(torch.utils.data.Dataset):
         lr_img, hr_img = self.lr_cache[i % len(self.lr_cache)], self.hr_cache[i % len(self.lr_cache)]
         if lr_img is None or hr_img is None:
             return None
-        rng = np.random.default_rng([self.seed, epoch, i])
         p, s = self.patch_size, self.scale
-        h, w = lr_img.shape[:2]
-        top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
+        top, left, *flips = crop_draws(self.seed, epoch, i, lr_img.shape[0], lr_img.shape[1], p)[0].tolist()
         lr = lr_img[top:top + p, left:left + p]
         hr = hr_img[s * top:s * (top + p), s * left:s * (left + p)]
-        lr, hr = augment(lr, hr, rng)
+        lr, hr = augment(lr, hr, *flips)
         return hwc_to_chw(lr), hwc_to_chw(hr)  # uint8 (3, p, p), (3, sp, sp)
 
 

@@ -2,8 +2,8 @@
 
 - `learning_rate_at(step, ...)`: stateless cosine (or constant) schedule with
   warm-up, a pure function of the global step, so resuming needs no state.
-- `train_step(...)`: one optimizer step with AMP on CUDA; a non-finite loss
-  skips the step and returns None.
+- `train_step(...)`: one optimizer step with AMP on CUDA and one host sync; a
+  non-finite loss skips the step and returns None.
 - `validate(model, dataset, ...)`: whole-image metrics averaged over images,
   sharded over DDP ranks without padding and summed across them, so the mean
   equals the single-process mean on the same weights.
@@ -34,24 +34,32 @@ def loss_fn(name: str):
     return {"l1": F.l1_loss, "mse": F.mse_loss}[name]
 
 
-def train_step(model, optimizer, scaler, lr_imgs, hr_imgs, loss_name: str, amp_dtype):
+def train_step(model, optimizer, scaler, lr_imgs, hr_imgs, loss_name: str, amp_dtype, world: int = 1):
     """One step. lr_imgs (N, 3, p, p), hr_imgs (N, 3, sp, sp): float in [0, 1].
-    Returns the loss as a float, or None when it was not finite (step skipped)."""
+    Returns the loss (the mean over DDP ranks) as a float, or None when it was not
+    finite on some rank: then no rank steps.
+
+    The host waits for the GPU once per step, reading the loss after the backward
+    pass is queued; nothing else in the step synchronises."""
+    optimizer.zero_grad(set_to_none=True)
     with torch.autocast(lr_imgs.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         sr_imgs = model(lr_imgs)                                # (N, 3, sp, sp)
         loss = loss_fn(loss_name)(sr_imgs.float(), hr_imgs)
-    if not torch.isfinite(loss):
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    reported = loss.detach()
+    if world > 1:  # every rank must agree to skip: DDP has already averaged the gradients
+        dist.all_reduce(reported)
+        reported = reported / world
+    value = reported.item()
+    if not math.isfinite(value):
         optimizer.zero_grad(set_to_none=True)
         return None
-    optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
-        scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
     else:
-        loss.backward()
         optimizer.step()
-    return loss.item()
+    return value
 
 
 def to_float(batch_uint8: torch.Tensor, device) -> torch.Tensor:

@@ -47,10 +47,17 @@ def contributions(in_len: int, out_len: int, scale: float):
     return indices[:, keep].contiguous(), weights[:, keep].contiguous()
 
 
+@lru_cache(maxsize=64)
+def contributions_on(in_len: int, out_len: int, scale: float, device: torch.device, dtype: torch.dtype):
+    """`contributions` copied to a device once: a copy per call would make the host
+    wait for the GPU at every forward pass."""
+    indices, weights = contributions(in_len, out_len, scale)
+    return indices.to(device), weights.to(device, dtype)
+
+
 def _resize_axis(x: torch.Tensor, dim: int, out_len: int, scale: float) -> torch.Tensor:
     """Resize float tensor x along `dim` (-2 = H, -1 = W)."""
-    indices, weights = contributions(x.shape[dim], out_len, scale)
-    indices, weights = indices.to(x.device), weights.to(x.device, x.dtype)
+    indices, weights = contributions_on(x.shape[dim], out_len, scale, x.device, x.dtype)
     x = x.movedim(dim, -1)                                   # (..., in_len)
     gathered = x[..., indices]                               # (..., out_len, taps)
     out = (gathered * weights).sum(dim=-1)                   # (..., out_len)

@@ -17,12 +17,17 @@ from srx4.checkpoint import (CHECKPOINT_NAME, WEIGHTS_NAME, load_checkpoint, loa
                              save_checkpoint, save_weights, set_rng_state, unwrap, write_json)
 from srx4.dataset import (EpochBatches, ImageCache, TrainPatches, WholeImages, collate_drop_none,
                           steps_per_epoch)
+from srx4.device_data import DevicePatches, fits, image_bytes
 from srx4.engine import learning_rate_at, to_float, train_step, validate
 from srx4.infer import autocast_dtype
 from srx4.models import Bicubic, build_model, count_parameters
 from srx4.pairs import save_split, scan_pairs, split_pairs
 from srx4.plots import plot_curves, save_comparison
 from srx4.runlog import RunLog
+
+
+class RunStopped(RuntimeError):
+    """A run that cannot go on, for a reason the user can act on (printed as one line)."""
 
 
 def model_config_of(cfg: dict) -> dict:
@@ -108,6 +113,19 @@ class Trainer:
         self.train_set = TrainPatches(train_lr, train_hr, cfg["scale"], cfg["patch_size"], cfg["seed"],
                                       cfg["patches_per_image"])
         self.val_set = WholeImages(split["val"], val_lr, val_hr)
+        self.device_patches = None
+        wanted = cfg["device_data"] == "on" or (cfg["device_data"] == "auto" and fits(self.train_set, self.device))
+        if wanted:
+            size = image_bytes(self.train_set) / 2**30
+            try:
+                self.device_patches = DevicePatches(self.train_set, self.device)
+            except torch.OutOfMemoryError:
+                raise RunStopped(f"the training images ({size:.1f} GiB) do not fit on {self.device}: "
+                                   f"pass --device-data off") from None
+            for cache in (train_lr, train_hr):  # the device holds them now
+                cache.close()
+            self.log(f"training images on {self.device} as uint8 ({size:.2f} GiB): crops and flips done there "
+                     f"(--device-data off for DataLoader workers)")
 
     def _model(self, cfg, checkpoint):
         torch.manual_seed(cfg["seed"])
@@ -133,7 +151,8 @@ class Trainer:
             ids = [self.device.index] if cuda else None
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.model = torch.compile(model) if cfg["compile"] and cuda else model
-        self.optimizer = torch.optim.Adam(self.plain_model.parameters(), lr=cfg["learning_rate"])
+        # fused: one kernel for the whole update on CUDA, and no host sync under the fp16 GradScaler
+        self.optimizer = torch.optim.Adam(self.plain_model.parameters(), lr=cfg["learning_rate"], fused=cuda or None)
         self.amp_dtype = autocast_dtype(self.device) if cfg["amp"] else None
         fp16 = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
@@ -144,7 +163,7 @@ class Trainer:
 
     def save_last(self, epoch, batch_in_epoch):
         if not all(torch.isfinite(p).all() for p in self.plain_model.parameters()):
-            raise RuntimeError("non-finite weights: last checkpoint left as it was; lower --learning-rate")
+            raise RunStopped("non-finite weights: last checkpoint left as it was; lower --learning-rate")
         if not self.is_main:
             return
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, {
@@ -173,8 +192,11 @@ class Trainer:
             epoch, epoch_start = self.epoch, time.time()
             sampler = EpochBatches(len(self.train_set), cfg["batch_size"], cfg["seed"], epoch,
                                    self.batch_in_epoch, self.rank, self.world)
-            loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=sampler, num_workers=workers,
-                                                 collate_fn=collate_drop_none, pin_memory=self.device.type == "cuda")
+            if self.device_patches is not None:
+                loader = (self.device_patches.batch(keys) for keys in sampler)
+            else:
+                loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=sampler, num_workers=workers,
+                                                     collate_fn=collate_drop_none, pin_memory=self.device.type == "cuda")
             losses, dropped, skipped = [], 0, 0
             bar = tqdm(loader, total=len(sampler), desc=f"epoch {epoch + 1}/{cfg['epochs']}", leave=False,
                        disable=not self.is_main)
@@ -188,12 +210,12 @@ class Trainer:
                         group["lr"] = learning_rate_at(self.step, total_steps, cfg["learning_rate"],
                                                        cfg["schedule"], cfg["warmup_steps"])
                     loss = train_step(self.model, self.optimizer, self.scaler, lr_imgs, hr_imgs, cfg["loss"],
-                                      self.amp_dtype)
+                                      self.amp_dtype, self.world)
                     if loss is None:
                         skipped, bad_in_row = skipped + 1, bad_in_row + 1
                         if bad_in_row >= cfg["max_bad_steps"]:
-                            raise RuntimeError(f"{bad_in_row} non-finite losses in a row at step {self.step}: "
-                                               f"stopped; {self.run_dir / CHECKPOINT_NAME} holds the last good state")
+                            raise RunStopped(f"{bad_in_row} non-finite losses in a row at step {self.step}: "
+                                             f"stopped; {self.run_dir / CHECKPOINT_NAME} holds the last good state")
                     else:
                         losses.append(loss)
                         bad_in_row = 0
@@ -203,7 +225,7 @@ class Trainer:
                 if cfg["checkpoint_every"] and self.step % cfg["checkpoint_every"] == 0:
                     self.save_last(epoch, self.batch_in_epoch)
                 over = bool(cfg["time_limit"]) and time.time() - started > cfg["time_limit"] * 3600
-                if distributed.agree(over, self.world, self.device):
+                if (self.world == 1 or self.step % 10 == 0) and distributed.agree(over, self.world, self.device):
                     stopped = f"--time-limit of {cfg['time_limit']} h reached"
                     break
             if stopped:
