@@ -66,6 +66,18 @@ def test_cli_wrappers_print_one_line_without_credentials(tmp_path):
     assert "KAGGLE_USERNAME" in done.stderr or "not on PATH" in done.stderr
 
 
+def test_the_real_kaggle_cli_failing_is_one_line(tmp_path):
+    """Credentials set but kaggle.com unreachable (this machine) or refusing them (a networked one):
+    the installed kaggle CLI really runs, and its failure becomes one line naming the cause."""
+    env = {"HOME": str(tmp_path), "KAGGLE_CONFIG_DIR": str(tmp_path / "none"), "KAGGLE_USERNAME": "nobody",
+           "KAGGLE_KEY": "0" * 32}
+    done = run_script("download.py", "--competition", "sr-comp", "--out", tmp_path / "d", work=tmp_path,
+                      env_extra=env, check=False, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "cannot reach kaggle.com" in done.stderr or "(401)" in done.stderr or "(403)" in done.stderr, done.stderr
+
+
 def test_ddp_two_processes_validate_like_one(tmp_path, pairs_dir):
     """torchrun --nproc_per_node=2 on CPU (gloo): the validation PSNR it reports equals a
     single process's on the same weights."""
