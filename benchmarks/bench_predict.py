@@ -2,7 +2,8 @@
 
 Same weights, same inputs (the real GNR638 LR frames, repeated). Naive: one
 image at a time, fp32, NCHW, BatchNorm as trained. predict.py's path: BatchNorm
-folded, channels-last, batched, bf16/fp16 autocast on CUDA. Prints HR
+folded, channels-last, batched, bf16/fp16 autocast on CUDA, converted to uint8
+on the device. Prints HR
 megapixels/s of both, the ratio, the largest output difference, the share of
 values within 1 grey level and the PSNR of both against the HR frames.
 
@@ -16,7 +17,7 @@ import torch
 
 from common import machine, sample_dir, timed
 from srx4.checkpoint import load_model
-from srx4.images import list_images, read_image, to_tensor
+from srx4.images import list_images, read_image, to_tensor, to_uint8_batch
 from srx4.infer import prepare_model, super_resolve
 from srx4.metrics import psnr
 from srx4.models import SRResNet
@@ -64,14 +65,14 @@ def main():
         out = []
         for start in range(0, len(lrs), args.batch_size):
             batch = torch.stack(lrs[start:start + args.batch_size]).to(device)
-            out += list(super_resolve(fast_model, batch, tile=0).clamp(0, 1).cpu())
-        return out
+            out.append(to_uint8_batch(super_resolve(fast_model, batch, tile=0)))  # uint8 (N, sH, sW, 3)
+        return np.concatenate(out)
 
     t_naive, out_naive = timed(naive, args.repeats, sync)
     t_fast, out_fast = timed(fast, args.repeats, sync)
     hr_mpix = sum(x.shape[1] * x.shape[2] for x in hrs) / 1e6
     q_naive = torch.stack([o.mul(255).round() for o in out_naive])
-    q_fast = torch.stack([o.float().mul(255).round() for o in out_fast])
+    q_fast = torch.from_numpy(out_fast).permute(0, 3, 1, 2).float()
     diff = (q_naive - q_fast).abs()
     psnr_naive = np.mean([psnr(q_naive[i] / 255, hrs[i]).item() for i in range(len(hrs))])
     psnr_fast = np.mean([psnr(q_fast[i] / 255, hrs[i]).item() for i in range(len(hrs))])

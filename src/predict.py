@@ -32,7 +32,7 @@ from tqdm import tqdm
 from srx4 import paths
 from srx4.checkpoint import WeightsError, load_model, resolve_weights, write_json
 from srx4.config import option, parse_config
-from srx4.images import ImageError, image_size, list_images, read_image, to_uint8, write_png
+from srx4.images import ImageError, image_size, list_images, read_image, to_uint8_batch, write_png
 from srx4.imresize import resize_tensor
 from srx4.infer import resolve_device, prepare_model, super_resolve
 from srx4.models import Bicubic
@@ -185,8 +185,8 @@ def main(argv=None):
                                    config.amp, config.tta)                              # (N, 3, sH, sW)
                 if x.shape[1] == 4:  # alpha: bicubic-upscaled
                     sr = torch.cat([sr, resize_tensor(x[:, 3:].double(), scale).to(sr.dtype)], dim=1)
-                for (path, _), one in zip(batch, sr):
-                    pending.append(writers.submit(write, path, to_uint8(one)))
+                for (path, _), one in zip(batch, to_uint8_batch(sr)):                 # (sH, sW, 3 or 4)
+                    pending.append(writers.submit(write, path, one))
                 hr_pixels += sr.shape[0] * sr.shape[2] * sr.shape[3]
                 bar.update(len(batch))
                 bar.set_postfix(hr_mpix_s=f"{hr_pixels / 1e6 / max(time.time() - started, 1e-9):.2f}")

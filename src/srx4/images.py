@@ -110,8 +110,14 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
 
 
 def to_uint8(tensor: torch.Tensor) -> np.ndarray:
-    """float (3, H, W) in [0, 1] -> uint8 (H, W, 3): clamped and rounded, never wrapped."""
-    return tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    """float (C, H, W) in [0, 1] -> uint8 (H, W, C): clamped and rounded, never wrapped."""
+    return to_uint8_batch(tensor[None])[0]
+
+
+def to_uint8_batch(tensor: torch.Tensor) -> np.ndarray:
+    """float (N, C, H, W) in [0, 1] -> uint8 (N, H, W, C), converted and laid out where the
+    tensor is (on a GPU: one 4x smaller copy to the host for the whole batch)."""
+    return tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 def list_images(folder):
