@@ -104,6 +104,24 @@ def test_ddp_two_processes_validate_like_one(tmp_path, pairs_dir):
     assert abs(single["psnr"] - reported) < 1e-6
 
 
+def test_ddp_rank_losing_a_whole_batch_does_not_hang(tmp_path):
+    """Batch 1 per rank with an undecodable image: some step has no sample on one rank; every
+    rank skips it together (DDP's collectives would otherwise hang), with the images on the device."""
+    data = make_pairs(tmp_path / "data", count=6)
+    broken = data / "hr" / "img_001.png"
+    broken.write_bytes(broken.read_bytes()[:200])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
+    env.update(SRX4_WORK_DIR=str(tmp_path), SRX4_KAGGLE_ROOT=str(tmp_path / "none"), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",
+           str(REPO / "src/train.py"), "--data", str(data), *TINY, "--batch-size", "1", "--epochs", "2",
+           "--patches-per-image", "2", "--val-fraction", "0", "--device-data", "on", "--run-name", "lost"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    with open(tmp_path / "logs/lost/metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and sum(int(r["dropped_samples"]) for r in rows) > 0
+
+
 def test_time_limit_stops_cleanly_and_the_run_resumes(tmp_path, pairs_dir):
     run = tmp_path / "logs" / "tl"
     done = run_script("train.py", "--data", pairs_dir, *TINY, "--epochs", "2", "--patches-per-image", "150",

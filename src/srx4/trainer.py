@@ -202,6 +202,10 @@ class Trainer:
                        disable=not self.is_main)
             for batch, n_dropped in bar:
                 dropped += n_dropped
+                if self.world > 1 and distributed.agree(batch is None, self.world, self.device):
+                    # some rank lost its whole batch: every rank skips the step, or DDP's collectives hang
+                    dropped += 0 if batch is None else batch[0].shape[0]
+                    batch = None
                 if batch is not None:
                     lr_imgs, hr_imgs = (to_float(t, self.device) for t in batch)   # (N,3,p,p), (N,3,sp,sp)
                     if self.device.type == "cuda" and cfg["channels_last"]:
