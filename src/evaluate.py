@@ -9,8 +9,6 @@ Out: a table per set with the bicubic row beside the model's, printed and
     python src/evaluate.py --model bicubic --data ../shared/benchmarks/Set5 ../shared/benchmarks/Set14
     python src/evaluate.py --weights logs/srresnet_a --data ../shared/benchmarks/Set5 --tta
 """
-import csv
-import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +16,9 @@ from pathlib import Path
 import torch
 
 from srx4 import paths
-from srx4.checkpoint import WeightsError, atomic_write_text, load_model
+from srx4.checkpoint import WeightsError, atomic_write_text, load_model, write_csv
 from srx4.config import option, parse_config
-from srx4.images import list_images, read_image
+from srx4.images import list_images, read_image, to_tensor
 from srx4.imresize import imresize, modcrop
 from srx4.infer import resolve_device, super_resolve
 from srx4.metrics import psnr, ssim
@@ -49,16 +47,11 @@ def load_pair(hr_path: Path, lr_dir: Path, scale: int):
 def run_model(model, lr, device, tta: bool):
     """uint8 LR (H, W[, 3]) -> float64 SR (C, sH, sW) in [0, 1], rounded to 8 bits like a saved PNG.
     A grey image goes through the model as RGB and comes back as the mean of its channels."""
-    x = torch.from_numpy(lr).to(device).float() / 255
-    x = x[None].expand(3, -1, -1) if lr.ndim == 2 else x.permute(2, 0, 1)   # (3, H, W)
+    x = to_tensor(lr).to(device)                                             # (1 or 3, H, W)
+    x = x.expand(3, -1, -1)                                                  # (3, H, W)
     sr = super_resolve(model, x[None].contiguous(), amp=False, tta=tta)[0].clamp(0, 1).cpu()
     sr = sr.double().mean(0, keepdim=True) if lr.ndim == 2 else sr.double()   # grey back to one channel
     return (sr * 255).round() / 255
-
-
-def to_chw(img):
-    t = torch.from_numpy(img).double() / 255
-    return t[None] if img.ndim == 2 else t.permute(2, 0, 1)
 
 
 def evaluate_set(models: dict, folder: Path, scale: int, device, tta: bool):
@@ -69,7 +62,7 @@ def evaluate_set(models: dict, folder: Path, scale: int, device, tta: bool):
     results = {name: [] for name in models}
     for hr_path in list_images(hr_dir):
         lr, hr = load_pair(hr_path, lr_dir, scale)
-        hr_t = to_chw(hr)
+        hr_t = to_tensor(hr, torch.float64)
         for name, model in models.items():
             sr = run_model(model, lr, device, tta and name != "bicubic")
             results[name].append((psnr(sr, hr_t, scale, True).item(), ssim(sr, hr_t, scale, True).item()))
@@ -104,11 +97,7 @@ def main(argv=None):
     table = "\n".join(lines)
     print(f"x{scale}, Y channel (BT.601), {scale} px border shaved\n{table}")
     out_dir = Path(config.output) if config.output else paths.logs_dir() / "eval" / name
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out_dir / "table.csv", buffer.getvalue())
+    write_csv(out_dir / "table.csv", rows, list(rows[0]))
     atomic_write_text(out_dir / "table.md", table + "\n")
     print(f"written: {out_dir}/table.csv, table.md")
     return 0

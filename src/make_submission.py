@@ -47,7 +47,7 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     lr_dir = Path(config.lr_dir) if config.lr_dir else paths.default_test_dir()
-    out_csv = Path(config.output) if config.output else paths.submissions_dir() / "submission.csv"
+    out_csv = Path(config.output) if config.output else paths.submission_csv()
     started = time.time()
     try:
         rows, missing = write_submission(png_dir, lr_dir, out_csv, config.scale, config.sample or None,

@@ -11,8 +11,6 @@ Out: per-image and mean PSNR, SSIM, score = PSNR + 40 * SSIM (RGB, range [0, 1],
     python src/score.py submissions/demo/png --hr data/demo/test/hr
     python src/score.py preds/ --hr Set5/HR --y-channel --crop 4   # the benchmark form
 """
-import csv
-import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +19,9 @@ import numpy as np
 import torch
 
 from srx4 import paths
-from srx4.checkpoint import atomic_write_text
+from srx4.checkpoint import write_csv
 from srx4.config import option, parse_config
-from srx4.images import ImageError, list_images, read_image
+from srx4.images import ImageError, list_images, read_image, to_tensor
 from srx4.imresize import resize_tensor
 from srx4.metrics import competition_score, psnr, ssim, ssim_skimage
 from srx4.submission import SubmissionError, iter_rows
@@ -39,14 +37,8 @@ class ScoreConfig:
     output: str = option("", "per-image CSV (default: <predictions>_scores.csv)")
 
 
-def as_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W) or (H, W, 3) -> float64 (C, H, W) in [0, 1]."""
-    t = torch.from_numpy(img).double() / 255
-    return t[None] if img.ndim == 2 else t.permute(2, 0, 1)
-
-
 def image_scores(sr: np.ndarray, hr: np.ndarray, y_channel: bool, crop: int) -> dict:
-    sr_t, hr_t = as_tensor(sr), as_tensor(hr)
+    sr_t, hr_t = to_tensor(sr, torch.float64), to_tensor(hr, torch.float64)
     p = psnr(sr_t, hr_t, crop, y_channel).clamp(max=100).item()
     s = ssim_skimage(sr_t, hr_t, crop, y_channel).item()
     return {"psnr": p, "ssim": s, "score": competition_score(p, s),
@@ -89,7 +81,7 @@ def main(argv=None):
             row = {"id": name, **image_scores(sr, hr, config.y_channel, config.crop)}
             lr_path = lr_dir / hr_path.name
             if lr_path.is_file():
-                lr = as_tensor(read_image(lr_path, keep_grey=grey))
+                lr = to_tensor(read_image(lr_path, keep_grey=grey), torch.float64)
                 scale = hr.shape[0] // lr.shape[1]
                 bicubic = (resize_tensor(lr[None], scale)[0].clamp(0, 1) * 255).round().byte()
                 bicubic = bicubic[0].numpy() if hr.ndim == 2 else bicubic.permute(1, 2, 0).numpy()
@@ -110,11 +102,7 @@ def main(argv=None):
             mean = {k: float(np.mean([r[f"{prefix}{k}"] for r in rows])) for k in ("psnr", "ssim", "score")}
             print(f"{label:>8}: PSNR {mean['psnr']:.3f} dB  SSIM {mean['ssim']:.4f}  score {mean['score']:.3f}")
     out = Path(config.output) if config.output else source.parent / f"{source.stem}_scores.csv"
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out, buffer.getvalue())
+    write_csv(out, rows, list(rows[0]))
     print(f"per-image scores: {out}")
     return 0
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srx4 import paths
-from srx4.config import build_parser, option
+from srx4.config import option, parse_config
 from srx4.kaggle_cli import KaggleError, run_kaggle
 from srx4.submission import SubmissionError, validate_csv
 
@@ -21,17 +21,15 @@ from srx4.submission import SubmissionError, validate_csv
 class SubmitConfig:
     competition: str = option("", "the competition's URL slug (kaggle.com/competitions/<slug>)")
     csv: str = option("", "submission CSV (default: submissions/submission.csv)")
-    message: str = option("srx4 submission", "submission description")
+    message: str = option("srx4 submission", "submission description", aliases=["-m"])
     lr_dir: str = option("", "test LR folder to validate against (default: as predict.py)")
     scale: int = option(4, "upscaling factor")
     skip_validation: bool = option(False, "upload without checking the CSV first")
 
 
 def main(argv=None):
-    parser = build_parser(SubmitConfig, "Validate and upload a submission CSV.")
-    parser.add_argument("-m", dest="message", help="same as --message")
-    config = SubmitConfig(**vars(parser.parse_args(argv)))
-    csv_path = Path(config.csv) if config.csv else paths.submissions_dir() / "submission.csv"
+    config = parse_config(SubmitConfig, "Validate and upload a submission CSV.", argv)
+    csv_path = Path(config.csv) if config.csv else paths.submission_csv()
     try:
         if not config.competition:
             raise KaggleError("--competition SLUG is required (the name in the competition's URL)")

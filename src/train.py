@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 from srx4 import distributed, paths
+from srx4.checkpoint import WeightsError, load_checkpoint
 from srx4.config import given_fields, option, parse_config
 from srx4.infer import resolve_device
 from srx4.trainer import RunStopped, Trainer
@@ -108,9 +109,14 @@ def free_run_name(name: str, explicit: bool) -> str:
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     config = parse_config(TrainConfig, __doc__.split("\n")[0], argv)
+    checkpoint = None
     if config.resume:  # the checkpoint's config wins, except for what this command line gives
-        from srx4.checkpoint import load_checkpoint
-        saved = load_checkpoint(config.resume)["train_config"]
+        try:
+            checkpoint = load_checkpoint(config.resume)
+        except WeightsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        saved = checkpoint["train_config"]
         given = given_fields(TrainConfig, argv)
         known = {f.name for f in fields(TrainConfig)}
         config = TrainConfig(**{k: (getattr(config, k) if k in given else v) for k, v in saved.items() if k in known})
@@ -132,7 +138,7 @@ def main(argv=None):
             print(f"error: {err}", file=sys.stderr)
             return 2
     try:
-        trainer = Trainer(asdict(config), device, rank, world)
+        trainer = Trainer(asdict(config), device, rank, world, checkpoint)
         trainer.fit()
     except (FileNotFoundError, ValueError, RunStopped) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -152,6 +152,8 @@ def test_empty_folder_is_one_clear_error(tmp_path):
     assert done.returncode == 2 and "no usable image pairs" in done.stderr and "Traceback" not in done.stderr
     done = train(tmp_path, tmp_path / "missing", check=False)
     assert done.returncode == 2 and "missing/lr" in done.stderr and "Traceback" not in done.stderr
+    done = train(tmp_path, tmp_path / "empty", "--resume", tmp_path / "nope.ckpt", check=False)
+    assert done.returncode == 2 and "nope.ckpt: checkpoint not found" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_non_finite_losses_stop_with_the_last_good_checkpoint(tmp_path, pairs_dir):

@@ -9,9 +9,9 @@
   values (RNG states as tensors), so `torch.load(weights_only=True)` reads it.
 Every write goes to a temp file in the same folder, is flushed and renamed.
 """
+import csv
 import io
 import json
-import os
 import random
 from pathlib import Path
 
@@ -35,6 +35,15 @@ def atomic_write_text(path, text: str):
 
 def write_json(path, obj):
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def write_csv(path, rows, fieldnames):
+    """Atomically write dict rows as CSV (keys not in fieldnames are left out)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def unwrap(model):
@@ -138,6 +147,3 @@ def load_checkpoint(path) -> dict:
         raise WeightsError(f"{path}: not a readable checkpoint ({err.__class__.__name__}: "
                            f"{str(err).splitlines()[0][:120]})") from None
 
-
-def is_writable(folder) -> bool:
-    return os.access(folder, os.W_OK)

@@ -10,8 +10,8 @@ pixel copy moves to the device, as one gather per side per batch. That replaces
 N crops, a collate, pinning and a host-to-device copy per step, and frees the
 DataLoader's CPU cores.
 
-`fits(train_patches, device)` says whether the buffers fit in half the free
-GPU memory (the trainer's `--device-data auto`).
+`fits(image_bytes(train_patches), device)` says whether the buffers fit in half
+the free GPU memory (the trainer's `--device-data auto`).
 """
 import numpy as np
 import torch
@@ -25,11 +25,12 @@ def image_bytes(patches: TrainPatches) -> int:
                for img in (cache[i] for i in range(len(cache))) if img is not None)
 
 
-def fits(patches: TrainPatches, device: torch.device, share: float = 0.5) -> bool:
+def fits(nbytes: int, device: torch.device, share: float = 0.5) -> bool:
+    """Whether `nbytes` fit in `share` of the GPU's free memory (never on a CPU)."""
     if device.type != "cuda":
         return False
     free, _ = torch.cuda.mem_get_info(device)
-    return image_bytes(patches) <= share * free
+    return nbytes <= share * free
 
 
 class FlatImages:

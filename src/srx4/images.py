@@ -104,9 +104,10 @@ def write_png(path, img: np.ndarray, level: int = 3):
     atomic_write_bytes(path, encode_png(img, level))
 
 
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
+def to_tensor(img: np.ndarray, dtype=torch.float32) -> torch.Tensor:
+    """uint8 (H, W, C) -> (C, H, W) in [0, 1]; a grey (H, W) image -> (1, H, W)."""
+    t = torch.from_numpy(np.ascontiguousarray(img)).to(dtype).div_(255)
+    return t[None] if img.ndim == 2 else t.permute(2, 0, 1)
 
 
 def to_uint8(tensor: torch.Tensor) -> np.ndarray:

@@ -17,7 +17,9 @@ Inputs are float images in [0, 1], shaped (C, H, W) or (N, C, H, W) with C = 3
 import torch
 import torch.nn.functional as F
 
-Y_WEIGHTS = (65.481, 128.553, 24.966)  # BT.601, RGB in [0, 1] -> Y in [16, 235]
+# BT.601 as MATLAB's rgb2ycbcr: RGB in [0, 1] -> Y in [16, 235], Cb and Cr in [16, 240] (on [0, 255])
+YCBCR = ((65.481, 128.553, 24.966), (-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
+YCBCR_OFFSET = (16.0, 128.0, 128.0)
 
 
 def _batched(x: torch.Tensor) -> torch.Tensor:
@@ -27,8 +29,22 @@ def _batched(x: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) RGB in [0, 1] -> (N, 1, H, W) Y in [0, 1] (16/255 .. 235/255)."""
-    w = torch.tensor(Y_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return ((x * w).sum(dim=1, keepdim=True) + 16.0) / 255.0
+    w = torch.tensor(YCBCR[0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return ((x * w).sum(dim=1, keepdim=True) + YCBCR_OFFSET[0]) / 255.0
+
+
+def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> BT.601 YCbCr in [0, 1] (SRCNN's Y-only mode)."""
+    m = torch.tensor(YCBCR, dtype=x.dtype, device=x.device) / 255
+    offset = torch.tensor(YCBCR_OFFSET, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255
+    return torch.einsum("ij,njhw->nihw", m, x) + offset
+
+
+def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of `rgb_to_ycbcr`."""
+    m = torch.linalg.inv(torch.tensor(YCBCR, dtype=torch.float64) / 255).to(x)
+    offset = torch.tensor(YCBCR_OFFSET, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255
+    return torch.einsum("ij,njhw->nihw", m, x - offset)
 
 
 def _prepare(sr, hr, crop_border: int, y_channel: bool):

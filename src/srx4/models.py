@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from srx4.imresize import resize_tensor
+from srx4.metrics import rgb_to_ycbcr, ycbcr_to_rgb
 
 
 class ResidualBlock(nn.Module):
@@ -117,21 +118,6 @@ class Bicubic(nn.Module):
 
     def forward(self, lr):
         return resize_tensor(lr, self.scale)
-
-
-_YCBCR = torch.tensor([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255
-_OFFSET = torch.tensor([16.0, 128.0, 128.0]) / 255
-
-
-def rgb_to_ycbcr(x):
-    """(N, 3, H, W) RGB in [0, 1] -> BT.601 YCbCr in [0, 1]."""
-    m, o = _YCBCR.to(x), _OFFSET.to(x)
-    return torch.einsum("ij,njhw->nihw", m, x) + o.view(1, 3, 1, 1)
-
-
-def ycbcr_to_rgb(x):
-    m, o = torch.linalg.inv(_YCBCR).to(x), _OFFSET.to(x)
-    return torch.einsum("ij,njhw->nihw", m, x - o.view(1, 3, 1, 1))
 
 
 def build_model(config: dict) -> nn.Module:

@@ -36,6 +36,10 @@ def submissions_dir() -> Path:
     return work_dir() / "submissions"
 
 
+def submission_csv() -> Path:
+    return submissions_dir() / "submission.csv"
+
+
 def demo_dir() -> Path:
     return work_dir() / "data" / "demo"
 

@@ -1,4 +1,6 @@
 """Pictures of a run: the training curves and LR | bicubic | SR | HR comparisons."""
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
@@ -12,7 +14,6 @@ from srx4.imresize import resize_tensor  # noqa: E402
 
 def plot_curves(rows, bicubic_psnr, path):
     """rows: the metrics.csv rows (dicts). Writes loss and validation PSNR per epoch."""
-    import io
     epochs = [int(r["epoch"]) for r in rows]
     fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [float(r["train_loss"]) for r in rows], marker=".")

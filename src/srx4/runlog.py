@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from srx4.checkpoint import atomic_write_text
+from srx4.checkpoint import atomic_write_text, write_csv
 
 METRIC_COLUMNS = ["epoch", "step", "train_loss", "val_psnr", "val_psnr_y", "val_ssim", "val_score",
                   "bicubic_psnr", "learning_rate", "dropped_samples", "skipped_steps", "seconds"]
@@ -39,11 +39,7 @@ class RunLog:
         self.rows = [r for r in self.rows if int(r["epoch"]) < int(row["epoch"])] + [row]
         if not self.enabled:
             return
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.run_dir / "metrics.csv", buffer.getvalue())
+        write_csv(self.run_dir / "metrics.csv", self.rows, METRIC_COLUMNS)
 
     def write_hygiene(self, hygiene, extra: dict = None):
         if not self.enabled:

@@ -1,6 +1,7 @@
 """The training run behind src/train.py: data -> model -> loop -> logs/<run>/.
 
-`Trainer(config, device, rank, world).fit()`; config is TrainConfig as a dict.
+`Trainer(config, device, rank, world, checkpoint).fit()`; config is TrainConfig as
+a dict, checkpoint the loaded last.ckpt when resuming.
 Rank 0 alone writes files. The sampler position, step and RNG states go into
 last.ckpt, and every crop is keyed by (seed, epoch, index), so a killed and
 resumed run ends with the same weights as an unbroken one.
@@ -13,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from srx4 import distributed, paths
-from srx4.checkpoint import (CHECKPOINT_NAME, WEIGHTS_NAME, load_checkpoint, load_model, load_state, rng_state,
+from srx4.checkpoint import (CHECKPOINT_NAME, WEIGHTS_NAME, load_model, load_state, rng_state,
                              save_checkpoint, save_weights, set_rng_state, unwrap, write_json)
 from srx4.dataset import (EpochBatches, ImageCache, TrainPatches, WholeImages, collate_drop_none,
                           steps_per_epoch)
@@ -39,10 +40,9 @@ def model_config_of(cfg: dict) -> dict:
 
 
 class Trainer:
-    def __init__(self, cfg: dict, device, rank: int = 0, world: int = 1):
+    def __init__(self, cfg: dict, device, rank: int = 0, world: int = 1, checkpoint: dict = None):
         self.cfg, self.device, self.rank, self.world = cfg, device, rank, world
         self.is_main = rank == 0
-        checkpoint = load_checkpoint(cfg["resume"]) if cfg["resume"] else None
         self.run_dir = self._run_dir(cfg)
         self.log = RunLog(self.run_dir, enabled=self.is_main)
         if checkpoint:
@@ -114,14 +114,14 @@ class Trainer:
                                       cfg["patches_per_image"])
         self.val_set = WholeImages(split["val"], val_lr, val_hr)
         self.device_patches = None
-        wanted = cfg["device_data"] == "on" or (cfg["device_data"] == "auto" and fits(self.train_set, self.device))
-        if wanted:
-            size = image_bytes(self.train_set) / 2**30
+        nbytes = image_bytes(self.train_set)
+        if cfg["device_data"] == "on" or (cfg["device_data"] == "auto" and fits(nbytes, self.device)):
+            size = nbytes / 2**30
             try:
                 self.device_patches = DevicePatches(self.train_set, self.device)
             except torch.OutOfMemoryError:
                 raise RunStopped(f"the training images ({size:.1f} GiB) do not fit on {self.device}: "
-                                   f"pass --device-data off") from None
+                                 f"pass --device-data off") from None
             for cache in (train_lr, train_hr):  # the device holds them now
                 cache.close()
             self.log(f"training images on {self.device} as uint8 ({size:.2f} GiB): crops and flips done there "
