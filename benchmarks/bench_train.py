@@ -57,6 +57,8 @@ def main():
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast path's model")
     parser.add_argument("--workers", type=int, default=-1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp-dtype", default="auto", choices=["auto", "bf16", "fp16"],
+                        help="autocast dtype on CUDA (auto: bf16 from compute capability 8.0, else fp16)")
     parser.add_argument("--profile", action="store_true", help="print the slowest CUDA kernels of the fast path")
     parser.add_argument("--peak-tflops", type=float, default=0, help="dense bf16 peak for utilisation (H100 SXM 989)")
     args = parser.parse_args()
@@ -120,7 +122,7 @@ def main():
 
     loader_data, device_data = data_rate(loader_batches), data_rate(device_batches)
     cuda = device.type == "cuda"
-    amp_dtype = autocast_dtype(device)
+    amp_dtype = autocast_dtype(device, args.amp_dtype)
     model = SRResNet().to(device).train()
     if cuda:
         model = model.to(memory_format=torch.channels_last)

@@ -1,7 +1,11 @@
 """Write the submission CSV (`id,Encoded_Image`, base64 PNGs) from predicted PNGs.
 
-In:  --input the PNG folder from predict.py (default: the newest submissions/<run>/png),
-     --lr-dir the test LR folder to check against (default: as predict.py).
+In:  --input the PNG folder from predict.py (default: the one predict.py wrote last,
+     recorded in submissions/last_prediction.json),
+     --lr-dir the test LR folder to check against (default: as predict.py),
+     --sample the competition's sample submission (default: found under the Kaggle
+     input or data/): ids, order and count come from it, and ids with no test
+     image are refused, naming a few, before anything is written.
 Out: --output CSV (default submissions/submission.csv), streamed to a temp file
      and renamed only once every row is valid; --zip also writes CSV.zip.
 
@@ -23,34 +27,34 @@ from srx4.submission import SubmissionError, write_submission
 
 @dataclass
 class SubmissionConfig:
-    input: str = option("", "folder of predicted PNGs (default: newest submissions/<run>/png)")
+    input: str = option("", "folder of predicted PNGs (default: the one predict.py wrote last)")
     output: str = option("", "CSV to write (default: submissions/submission.csv)")
     lr_dir: str = option("", "test LR folder the rows are checked against (default: as predict.py)")
-    sample: str = option("", "sample_submission.csv: take ids, order and count from it")
+    sample: str = option("", "sample submission CSV: take ids, order and count from it (default: found in the "
+                             "Kaggle input or data/; 'none' = ids are the test file names)")
     scale: int = option(4, "upscaling factor every image must have")
     allow_missing: bool = option(False, "write the rows that are valid and list the rest")
     zip: bool = option(False, "also write a .zip of the CSV for upload")
     workers: int = option(0, "threads reading and checking PNGs (0 = all cores)")
 
 
-def newest_png_dir():
-    folder = paths.submissions_dir()
-    found = [p for p in folder.glob("*/png") if p.is_dir()] if folder.is_dir() else []
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
 def main(argv=None):
     config = parse_config(SubmissionConfig, "Write the submission CSV from predicted PNGs.", argv)
-    png_dir = Path(config.input) if config.input else newest_png_dir()
+    recorded = None if config.input else paths.last_prediction()
+    png_dir = Path(config.input) if config.input else (recorded[0] if recorded else None)
     if png_dir is None or not png_dir.is_dir():
-        print(f"error: {png_dir or paths.submissions_dir()}: no predicted PNGs; run python src/predict.py first",
-              file=sys.stderr)
+        print(f"error: {png_dir or paths.submissions_dir() / paths.LAST_PREDICTION}: no predicted PNGs; run "
+              f"python src/predict.py first, or pass --input", file=sys.stderr)
         return 2
+    print(f"reading PNGs from {png_dir}" + (f" (predicted last, with {recorded[1]})" if recorded else ""))
+    sample = None if config.sample == "none" else (config.sample or paths.find_sample_submission())
+    if sample:
+        print(f"ids, order and count from {sample}")
     lr_dir = Path(config.lr_dir) if config.lr_dir else paths.default_test_dir()
     out_csv = Path(config.output) if config.output else paths.submission_csv()
     started = time.time()
     try:
-        rows, missing = write_submission(png_dir, lr_dir, out_csv, config.scale, config.sample or None,
+        rows, missing = write_submission(png_dir, lr_dir, out_csv, config.scale, sample,
                                          config.allow_missing, config.workers or None)
     except (SubmissionError, FileNotFoundError) as err:
         print(f"error: {err} (nothing written; --allow-missing writes the valid rows)", file=sys.stderr)

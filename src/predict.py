@@ -1,11 +1,13 @@
 """Super-resolve every test LR image to a PNG, with the best weights of a run.
 
-In:  --weights logs/<run>/best.safetensors or logs/<run>/ (default: the newest run),
+In:  --weights logs/<run>/best.safetensors or logs/<run>/ (default: the run train.py
+     finished last, recorded in logs/last_run.json),
      --input a folder of LR images (default: data/test/lr, Kaggle's test folder,
      else the demo's test LR).
 Out: one PNG per input, same file name, exactly scale x its size, in --output
      (default submissions/<run>/png/), plus .srx4-weights.json naming the weights
-     that wrote the folder. RGB out; --keep-alpha keeps an upscaled alpha channel.
+     that wrote the folder, and submissions/last_prediction.json naming the folder for
+     make_submission.py. RGB out; --keep-alpha keeps an upscaled alpha channel.
 
     python src/predict.py
     python src/predict.py --weights logs/srresnet_a --input data/test/lr --tta
@@ -34,15 +36,16 @@ from srx4.checkpoint import WeightsError, load_model, resolve_weights, write_jso
 from srx4.config import option, parse_config
 from srx4.images import ImageError, image_size, list_images, read_image, to_uint8_batch, write_png
 from srx4.imresize import resize_tensor
-from srx4.infer import resolve_device, prepare_model, super_resolve
+from srx4.infer import AMP_DTYPES, prepare_model, resolve_device, super_resolve
 from srx4.models import Bicubic
+from srx4.runlog import SUMMARY_NAME, bicubic_warning
 
 MANIFEST = ".srx4-weights.json"
 
 
 @dataclass
 class PredictConfig:
-    weights: str = option("", "weights file or run folder (default: newest logs/<run>/)")
+    weights: str = option("", "weights file or run folder (default: the run train.py finished last)")
     val_of: str = option("", "predict a run's validation images (logs/<run>/): the local score to compare "
                              "with the leaderboard; writes submissions/<run>/val_png")
     input: str = option("", "folder of test LR images (default: data/test/lr, Kaggle's, else the demo's)")
@@ -56,7 +59,9 @@ class PredictConfig:
     png_level: int = option(1, "PNG compression 0-9 (higher = smaller files, slower)")
     overwrite: bool = option(False, "replace outputs written by other weights")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    amp: bool = option(True, "bf16/fp16 autocast on CUDA")
+    amp: bool = option(True, "mixed precision on CUDA")
+    amp_dtype: str = option("auto", "autocast dtype on CUDA: auto (bf16 from compute capability 8.0, "
+                                    "else fp16: a T4 is 7.5), bf16 or fp16", choices=AMP_DTYPES)
     fold_bn: bool = option(True, "fold BatchNorm into the convolutions (same outputs, faster)")
     channels_last: bool = option(True, "channels-last memory format (faster convolutions on CPU and GPU)")
 
@@ -73,14 +78,28 @@ def load_predictor(config, device):
     """(model, identity dict, run name) for the weights or the bicubic baseline."""
     if config.model == "bicubic":
         return Bicubic(config.scale).to(device), {"model": "bicubic", "scale": config.scale}, "bicubic"
-    weights = config.weights or paths.newest_run()
+    weights = config.weights or paths.last_run()
     if not weights:
-        raise WeightsError(f"no trained weights in {paths.logs_dir()}: run python src/train.py first, "
-                           f"or pass --weights or --model bicubic")
+        raise WeightsError(f"no finished run recorded in {paths.logs_dir() / paths.LAST_RUN}: run python "
+                           f"src/train.py first, or pass --weights or --model bicubic")
     weights = resolve_weights(weights)
     model, model_config = load_model(weights, device=device)
+    print(f"weights: {weights}" + ("" if config.weights else " (the run train.py finished last)"))
+    warn_if_worse_than_bicubic(weights.parent)
     return model, {"weights": str(weights.resolve()), "sha256": file_digest(weights), **model_config}, \
         weights.parent.name
+
+
+def warn_if_worse_than_bicubic(run_dir: Path):
+    """Repeat train.py's warning when its final check found the weights worse than bicubic."""
+    summary = run_dir / SUMMARY_NAME
+    try:
+        report = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return
+    if report.get("worse_than_bicubic"):
+        print(bicubic_warning(report["model"]["psnr"], report["bicubic"]["psnr"], report.get("checked_on", "?")),
+              file=sys.stderr)
 
 
 def validation_inputs(run_dir: Path):
@@ -182,7 +201,7 @@ def main(argv=None):
                 imgs = np.stack([img for _, img in batch])                               # (N, H, W, 3 or 4)
                 x = torch.from_numpy(imgs).to(device).permute(0, 3, 1, 2).float() / 255  # (N, C, H, W) in [0, 1]
                 sr = super_resolve(model, x[:, :3].contiguous(), None if config.tile < 0 else config.tile,
-                                   config.amp, config.tta)                              # (N, 3, sH, sW)
+                                   config.amp, config.tta, config.amp_dtype)                              # (N, 3, sH, sW)
                 if x.shape[1] == 4:  # alpha: bicubic-upscaled
                     sr = torch.cat([sr, resize_tensor(x[:, 3:].double(), scale).to(sr.dtype)], dim=1)
                 for (path, _), one in zip(batch, to_uint8_batch(sr)):                 # (sH, sW, 3 or 4)
@@ -198,6 +217,8 @@ def main(argv=None):
             f.result()
     bar.close()
     print(f"wrote {len(todo) - len(failed)} PNGs to {out_dir} in {time.time() - started:.1f}s")
+    if not config.val_of:
+        paths.record_last_prediction(out_dir, identity.get("weights", identity.get("model", "")))
     if failed:
         print(f"error: {len(failed)} input(s) could not be read: {', '.join(p.name for p in failed[:5])}", file=sys.stderr)
         return 1

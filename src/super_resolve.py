@@ -23,7 +23,7 @@ from srx4.infer import resolve_device, super_resolve
 @dataclass
 class SuperResolveConfig:
     images: list = option([], "image files to super-resolve")
-    weights: str = option("", "weights file or run folder (default: newest logs/<run>/)")
+    weights: str = option("", "weights file or run folder (default: the run train.py finished last)")
     output: str = option("", "output folder (default: beside each image)")
     compare: bool = option(False, "also write a bicubic | SR side-by-side picture")
     tta: bool = option(False, "x8 self-ensemble")
@@ -35,7 +35,7 @@ def main(argv=None):
     device = resolve_device(config.device)
     failed = 0
     try:
-        weights = config.weights or paths.newest_run()
+        weights = config.weights or paths.last_run()
         if not weights:
             raise WeightsError("no trained weights found: pass --weights or run python src/train.py first")
         model, _ = load_model(weights, device=device)

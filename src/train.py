@@ -13,6 +13,8 @@ Out: logs/<run>/ best.safetensors + model.json (best validation RGB PSNR),
     torchrun --nproc_per_node=2 src/train.py --data ... --run-name a   # two GPUs (DDP)
 """
 import os
+import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -22,8 +24,12 @@ import torch
 from srx4 import distributed, paths
 from srx4.checkpoint import WeightsError, load_checkpoint
 from srx4.config import given_fields, option, parse_config
-from srx4.infer import resolve_device
-from srx4.trainer import RunStopped, Trainer
+from srx4.image_cache import CacheError
+from srx4.infer import AMP_DTYPES, resolve_device
+from srx4.trainer import RunStopped, Trainer, run_dir_for
+
+
+BN_REFRESH = 8   # training batches over which BatchNorm statistics are recomputed before validating
 
 
 @dataclass
@@ -33,46 +39,62 @@ class TrainConfig:
     scale: int = option(4, "upscaling factor (2, 3 or 4)")
     num_blocks: int = option(16, "SRResNet residual blocks")
     channels: int = option(64, "SRResNet feature channels")
-    bicubic_residual: bool = option(False, "SRResNet learns SR minus the bicubic upsampled input")
+    bicubic_residual: bool = option(True, "SRResNet learns SR minus the bicubic upsampled input (starts at bicubic)")
     srcnn_kernels: str = option("9-5-5", "SRCNN kernel sizes", choices=["9-5-5", "9-1-5"])
     y_only: bool = option(False, "SRCNN on the Y channel only (chroma stays bicubic)")
     epochs: int = option(100, "epochs to train (total, a resumed run continues to this)")
     batch_size: int = option(16, "patches per step (per GPU under torchrun)")
     patch_size: int = option(24, "LR patch side; the HR patch is scale x this")
-    patches_per_image: int = option(1, "random patches cut from each training image per epoch")
+    patches_per_image: int = option(16, "random patches cut from each training image per epoch")
+    colour_augment: bool = option(True, "random channel order and inversion (255 - x) of each training patch "
+                                        "pair, so no palette or brightness becomes a bias (off for data whose "
+                                        "degradation treats channels or dark and bright differently)")
     learning_rate: float = option(1e-4, "Adam learning rate")
     loss: str = option("l1", "training loss", choices=["l1", "mse"])
     schedule: str = option("cosine", "learning-rate schedule over all steps", choices=["cosine", "constant"])
-    warmup_steps: int = option(0, "linear warm-up steps")
+    warmup_steps: int = option(-1, "linear warm-up steps (-1 = 5%% of the run, at most 500)")
     seed: int = option(42, "seed for the split, the crops and the weights")
     val_fraction: float = option(0.15, "validation share of the pairs (0 = train on everything)")
-    val_limit: int = option(0, "validate on at most this many images (0 = all)")
+    frame_block: int = option(0, "numbered frames (00029.png ...) go to one side of the split in blocks of this "
+                                 "many consecutive frames, so near-duplicates never straddle it (0 = 1%% of them)")
+    final_limit: int = option(0, "validation images the best weights are scored on at the end (0 = all)")
+    val_limit: int = option(100, "score this fixed seeded subset of the validation images each epoch, to pick the "
+                                 "best weights (0 = all); the whole set is scored once at the end")
+    bn_refresh: int = option(BN_REFRESH, "before each validation, recompute the BatchNorm statistics over this "
+                                         "many training batches with the current weights (0 = keep the running ones)")
     run: str = option("", "run name: outputs go to logs/<run>/ (default: model and time); under torchrun "
                           "write --run-name (torchrun mistakes --run for its --run-path)", aliases=["--run-name"])
     resume: str = option("", "continue from logs/<run>/last.ckpt")
     init_weights: str = option("", "start from these weights (.safetensors or run folder) and fine-tune")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    amp: bool = option(True, "mixed precision on CUDA (bf16 where supported, else fp16 with a scaler)")
+    amp: bool = option(True, "mixed precision on CUDA")
+    amp_dtype: str = option("auto", "autocast dtype: auto (bf16 from compute capability 8.0, else fp16 with a "
+                                    "GradScaler: a T4 is 7.5), bf16 or fp16", choices=AMP_DTYPES)
+    gpu_memory_gb: float = option(0.0, "use at most this much GPU memory (0 = all), e.g. 15 to rehearse a 16 GB "
+                                       "T4 on a larger GPU")
     channels_last: bool = option(True, "channels-last memory format on CUDA")
     compile: bool = option(False, "torch.compile the model (CUDA; slower start, faster steps)")
     device_data: str = option("auto", "hold the training images on the GPU as uint8 and crop there: auto (when "
                                       "they fit in half the free GPU memory), on, off (DataLoader workers)",
                               choices=["auto", "on", "off"])
-    workers: int = option(-1, "DataLoader worker processes (-1 = automatic)")
+    workers: int = option(-1, "DataLoader worker processes per GPU process (-1 = the cores shared between "
+                              "the processes, one left to each; 0 on a CPU)")
     threads: int = option(0, "CPU threads for torch (0 = torch's default)")
     checkpoint_every: int = option(500, "also write last.ckpt every N steps (0 = only at epoch ends)")
     sample_every: int = option(5, "write an LR | bicubic | SR | HR picture every N epochs")
     patience: int = option(0, "stop after N epochs without a better validation PSNR (0 = never)")
-    time_limit: float = option(0.0, "stop cleanly (saving last.ckpt) after this many hours (0 = none)")
+    time_limit: float = option(0.0, "stop cleanly after this many hours, with the learning rate annealed to that "
+                                    "point and a last validation (0 = none)")
     max_bad_steps: int = option(20, "stop when this many steps in a row have a non-finite loss")
     ram_budget_gb: float = option(-1.0, "decoded-image cache in RAM up to this size, else on disk (-1 = half the free RAM)")
-    cache_dir: str = option("", "folder for the on-disk image cache (default: the system temp folder)")
+    cache_dir: str = option("", "folder for the on-disk image cache, shared by the ranks and removed at exit "
+                                "(default: the system temp folder; never Kaggle's /kaggle/working)")
     deterministic: bool = option(False, "deterministic algorithms (bit-identical reruns, slower on GPU)")
 
 
 # The demo trains a small bicubic-residual SRResNet that beats bicubic within minutes on 2 CPU cores.
-DEMO_PRESET = dict(num_blocks=4, channels=32, bicubic_residual=True, epochs=8, batch_size=16, patch_size=24,
-                   patches_per_image=32, learning_rate=5e-4, warmup_steps=50, checkpoint_every=0, sample_every=4)
+DEMO_PRESET = dict(num_blocks=4, channels=32, epochs=8, patches_per_image=32, learning_rate=5e-4, warmup_steps=50,
+                   checkpoint_every=0, sample_every=4)
 
 
 def apply_demo(config: TrainConfig, argv) -> TrainConfig:
@@ -83,9 +105,11 @@ def apply_demo(config: TrainConfig, argv) -> TrainConfig:
     print(f"no competition data found (data/train/{{lr,hr}}): training on the bundled demo in {demo} "
           f"(scikit-image photos); put your data in data/train to train on it", flush=True)
     config.data = str(demo / "train")
-    for key, value in DEMO_PRESET.items():
-        if key not in given:
-            setattr(config, key, value)
+    preset = {k: v for k, v in DEMO_PRESET.items() if k not in given}
+    for key, value in preset.items():
+        setattr(config, key, value)
+    print("demo preset, for the flags you did not give (a small model that trains in minutes on a CPU): "
+          + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in preset.items()), flush=True)
     if not config.run:
         config.run = "demo"
     return config
@@ -126,6 +150,10 @@ def main(argv=None):
         config.data = config.data or str(found)
     if config.threads:
         torch.set_num_threads(config.threads)
+    if config.gpu_memory_gb and torch.cuda.is_available():
+        index = int(os.environ.get("LOCAL_RANK", "0"))
+        total = torch.cuda.get_device_properties(index).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, config.gpu_memory_gb * 2**30 / total), index)
     device_type = "cuda" if (config.device.startswith("cuda") or
                              (config.device == "auto" and torch.cuda.is_available())) else "cpu"
     rank, world, local_rank = distributed.setup(device_type)
@@ -137,17 +165,24 @@ def main(argv=None):
         except FileExistsError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+    run_dir = run_dir_for(asdict(config))
+    existed, finished = run_dir.exists(), False
     try:
         trainer = Trainer(asdict(config), device, rank, world, checkpoint)
         trainer.fit()
-    except (FileNotFoundError, ValueError, RunStopped) as err:
+        finished = True
+    except (FileNotFoundError, ValueError, RunStopped, CacheError) as err:
         print(f"error: {err}", file=sys.stderr)
+        if rank == 0 and not existed and not (run_dir / "last.ckpt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)   # a run that never trained leaves no folder
         return 2
     finally:
-        distributed.cleanup(world)
+        distributed.cleanup(world, finished)
     return 0
 
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    # torchrun stops its workers with SIGTERM: exit through the finally blocks (cache removed)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sys.exit(main())

@@ -63,3 +63,12 @@ def run_script(script: str, *args, work=None, env_extra=None, check=True, timeou
 
 def needs_shared(path: str):
     return pytest.mark.skipif(not (SHARED / path).exists(), reason=f"../shared/{path} not present")
+
+
+@pytest.fixture
+def free_port():
+    """A TCP port free now, for torchrun's rendezvous (two test runs on one machine never collide)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

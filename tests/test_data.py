@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import make_pairs
-from srx4.dataset import EpochBatches, ImageCache, TrainPatches, collate_drop_none
+from srx4.dataset import CHANNEL_ORDERS, EpochBatches, ImageCache, TrainPatches, collate_drop_none, crop_draws
 from srx4.device_data import DevicePatches
 from srx4.images import write_png
 from srx4.imresize import imresize
@@ -92,7 +92,7 @@ def test_collate_drops_none_and_counts():
 
 def test_epoch_batches_resume_and_shard():
     full = list(EpochBatches(40, 4, seed=42, epoch=3))
-    assert list(EpochBatches(40, 4, seed=42, epoch=3, start=6)) == full[6:]
+    assert list(EpochBatches(40, 4, seed=42, epoch=3, start=6 * 4)) == full[6:]   # start: a sample position
     rank0 = [i for b in EpochBatches(40, 4, 42, 3, rank=0, world=2) for i in b]
     rank1 = [i for b in EpochBatches(40, 4, 42, 3, rank=1, world=2) for i in b]
     assert not set(rank0) & set(rank1) and len(rank0) == len(rank1) == 20
@@ -107,7 +107,7 @@ def test_device_patches_equal_the_dataloader_path(tmp_path):
     broken = folder / "hr" / "img_002.png"
     broken.write_bytes(broken.read_bytes()[:200])   # header fine, pixels cut off: fails to decode, dropped
     lr_cache, hr_cache = _caches(folder)
-    patches = TrainPatches(lr_cache, hr_cache, scale=4, patch_size=8, seed=5, patches_per_image=6)
+    patches = TrainPatches(lr_cache, hr_cache, scale=4, patch_size=8, seed=5, patches_per_image=6, colour=True)
     on_device = DevicePatches(patches, "cpu")
     assert len(on_device) == len(patches) == 36
     total_dropped = 0
@@ -121,3 +121,16 @@ def test_device_patches_equal_the_dataloader_path(tmp_path):
             if got is not None:
                 assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
     assert total_dropped == 3 * 6   # every patch of the broken image, every epoch
+    # the colour augmentation: the same pixels, reordered or inverted, and both kinds occur
+    plain = TrainPatches(lr_cache, hr_cache, scale=4, patch_size=8, seed=5, patches_per_image=6)
+    kinds = set()
+    for i in range(30):
+        if plain[(0, i)] is None:
+            continue
+        (lr, hr), (lr_c, hr_c) = plain[(0, i)], patches[(0, i)]
+        _, _, *_, invert, order = crop_draws(5, 0, i, lr.shape[1], lr.shape[2], 8)[0].tolist()
+        perm = torch.as_tensor(CHANNEL_ORDERS[order])
+        expect = 255 - hr[perm] if invert else hr[perm]
+        assert torch.equal(hr_c, expect) and torch.equal(lr_c, 255 - lr[perm] if invert else lr[perm])
+        kinds.add((invert, order))
+    assert len({k[0] for k in kinds}) == 2 and len({k[1] for k in kinds}) >= 4

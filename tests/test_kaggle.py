@@ -78,12 +78,12 @@ def test_the_real_kaggle_cli_failing_is_one_line(tmp_path):
     assert "cannot reach kaggle.com" in done.stderr or "(401)" in done.stderr or "(403)" in done.stderr, done.stderr
 
 
-def test_ddp_two_processes_validate_like_one(tmp_path, pairs_dir):
+def test_ddp_two_processes_validate_like_one(tmp_path, pairs_dir, free_port):
     """torchrun --nproc_per_node=2 on CPU (gloo): the validation PSNR it reports equals a
     single process's on the same weights."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
     env.update(SRX4_WORK_DIR=str(tmp_path), SRX4_KAGGLE_ROOT=str(tmp_path / "none"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port}",
            str(REPO / "src/train.py"), "--data", str(pairs_dir), *TINY, "--epochs", "1", "--run-name", "ddp",
            "--val-fraction", "0.4"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
@@ -97,14 +97,14 @@ def test_ddp_two_processes_validate_like_one(tmp_path, pairs_dir):
     from srx4.pairs import load_split
     names = load_split(tmp_path / "logs/ddp/split.json")["val"]
     assert len(names) >= 2
-    lr = ImageCache([str(pairs_dir / "lr" / n) for n in names], [(16, 16)] * len(names))
-    hr = ImageCache([str(pairs_dir / "hr" / n) for n in names], [(64, 64)] * len(names))
+    lr = ImageCache([str(pairs_dir / "lr" / n) for n in names], [(16, 16)] * len(names), log=print)
+    hr = ImageCache([str(pairs_dir / "hr" / n) for n in names], [(64, 64)] * len(names), log=print)
     model, _ = load_model(tmp_path / "logs/ddp")
     single, _ = validate(model, WholeImages(names, lr, hr), torch.device("cpu"), 4)
     assert abs(single["psnr"] - reported) < 1e-6
 
 
-def test_ddp_rank_losing_a_whole_batch_does_not_hang(tmp_path):
+def test_ddp_rank_losing_a_whole_batch_does_not_hang(tmp_path, free_port):
     """Batch 1 per rank with an undecodable image: some step has no sample on one rank; every
     rank skips it together (DDP's collectives would otherwise hang), with the images on the device."""
     data = make_pairs(tmp_path / "data", count=6)
@@ -112,7 +112,7 @@ def test_ddp_rank_losing_a_whole_batch_does_not_hang(tmp_path):
     broken.write_bytes(broken.read_bytes()[:200])
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
     env.update(SRX4_WORK_DIR=str(tmp_path), SRX4_KAGGLE_ROOT=str(tmp_path / "none"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port}",
            str(REPO / "src/train.py"), "--data", str(data), *TINY, "--batch-size", "1", "--epochs", "2",
            "--patches-per-image", "2", "--val-fraction", "0", "--device-data", "on", "--run-name", "lost"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
@@ -122,16 +122,21 @@ def test_ddp_rank_losing_a_whole_batch_does_not_hang(tmp_path):
     assert [r["epoch"] for r in rows] == ["1", "2"] and sum(int(r["dropped_samples"]) for r in rows) > 0
 
 
-def test_time_limit_stops_cleanly_and_the_run_resumes(tmp_path, pairs_dir):
+def test_time_limit_stops_cleanly_annealed_and_the_run_resumes(tmp_path, pairs_dir):
     run = tmp_path / "logs" / "tl"
     done = run_script("train.py", "--data", pairs_dir, *TINY, "--epochs", "2", "--patches-per-image", "150",
-                      "--time-limit", "0.0001", "--run", "tl", work=tmp_path)
+                      "--time-limit", "0.0003", "--run", "tl", work=tmp_path)
     assert "--time-limit" in done.stdout and "resume with" in done.stdout
     stopped = torch.load(run / "last.ckpt", weights_only=True)
-    per_epoch = len(stopped["split"]["train"]) * 150 // 4
-    assert stopped["epoch"] == 0 and 0 < stopped["batch_in_epoch"] < per_epoch
+    per_epoch = len(stopped["split"]["train"]) * 150 // 4 * 4         # samples
+    assert stopped["epoch"] == 0 and 0 < stopped["samples_in_epoch"] < per_epoch
+    # the clock, not the epochs asked for, set the schedule: the run ended cold (cosine floor 1%)
+    assert stopped["learning_rate"] < 0.05 * 1e-4, stopped["learning_rate"]
+    with open(run / "metrics.csv") as f:   # the cut epoch was validated: its weights are the coldest
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]
     done = run_script("train.py", "--resume", run / "last.ckpt", "--time-limit", "0", work=tmp_path)
     final = torch.load(run / "last.ckpt", weights_only=True)
-    assert final["epoch"] == 2 and final["step"] == 2 * per_epoch
+    assert final["epoch"] == 2 and final["samples_seen"] == 2 * per_epoch
     with open(run / "metrics.csv") as f:
-        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and all(float(r["val_seconds"]) >= 0 for r in rows)

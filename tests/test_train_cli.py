@@ -67,14 +67,14 @@ def test_kill_minus_9_then_resume_gives_bit_identical_weights(tmp_path):
     ckpt = tmp_path / "logs/killed/last.ckpt"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if ckpt.is_file() and torch.load(ckpt, weights_only=True)["step"] >= 14:
+        if ckpt.is_file() and torch.load(ckpt, weights_only=True)["samples_seen"] >= 14 * 4:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = torch.load(ckpt, weights_only=True)   # the checkpoint survived the kill intact
-    assert killed_at["step"] < torch.load(tmp_path / "logs/whole/last.ckpt", weights_only=True)["step"]
+    assert killed_at["samples_seen"] < torch.load(tmp_path / "logs/whole/last.ckpt", weights_only=True)["samples_seen"]
     train(tmp_path, data, "--resume", ckpt)
     whole, resumed = _model_state(tmp_path / "logs/whole/last.ckpt"), _model_state(ckpt)
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)

@@ -112,23 +112,24 @@ def load_state(model, state: dict, source: str):
 
 
 def rng_state() -> dict:
-    """Every RNG state as tensors (weights_only-safe)."""
+    """The host RNG states as tensors (weights_only-safe). No GPU states: crops and flips
+    are a hash of (seed, epoch, index), nothing in training draws from the CUDA RNG, and
+    a checkpoint of two GPUs must resume on one."""
     np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(),
-             "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
-             "numpy_pos": int(np_state[2]),
-             "python": torch.tensor(random.getstate()[1], dtype=torch.int64)}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    return {"torch": torch.get_rng_state(),
+            "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "numpy_pos": int(np_state[2]),
+            "python": torch.tensor(random.getstate()[1], dtype=torch.int64)}
 
 
 def set_rng_state(state: dict):
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
-    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    """Restore what `rng_state` saved; GPU states of older checkpoints are ignored."""
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "numpy_keys" in state:
+        np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    if "python" in state:
+        random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
 
 
 def save_checkpoint(path, checkpoint: dict):

@@ -7,7 +7,7 @@
     config = parse_config(PredictConfig, "Super-resolve test images.", argv)
 
 Field names map to flags with dashes (`batch_size` -> `--batch-size`); bools
-become `--flag / --no-flag`; unknown flags are an error (argparse's own).
+become `--flag / --no-flag`; unknown and abbreviated flags are an error.
 """
 import argparse
 import dataclasses
@@ -15,7 +15,9 @@ import typing
 
 
 def build_parser(config_class, description: str, positional: str = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description,
+    # allow_abbrev=False: `--epoch 7` is an error, not a silent `--epochs 7` that `given_fields`
+    # (and so --resume and the demo preset) would not see as given
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     hints = typing.get_type_hints(config_class)
     for f in dataclasses.fields(config_class):

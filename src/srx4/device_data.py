@@ -16,7 +16,7 @@ the free GPU memory (the trainer's `--device-data auto`).
 import numpy as np
 import torch
 
-from srx4.dataset import TrainPatches, crop_draws
+from srx4.dataset import CHANNEL_ORDERS, TrainPatches, crop_draws
 
 
 def image_bytes(patches: TrainPatches) -> int:
@@ -25,12 +25,19 @@ def image_bytes(patches: TrainPatches) -> int:
                for img in (cache[i] for i in range(len(cache))) if img is not None)
 
 
-def fits(nbytes: int, device: torch.device, share: float = 0.5) -> bool:
+def gpu_free_bytes(device: torch.device, cap_bytes: int = 0) -> int:
+    """Free GPU memory, within this process's cap when one is set (`--gpu-memory-gb`)."""
+    free, _ = torch.cuda.mem_get_info(device)
+    if cap_bytes:
+        free = min(free, cap_bytes - torch.cuda.memory_reserved(device))
+    return max(free, 0)
+
+
+def fits(nbytes: int, device: torch.device, share: float = 0.5, cap_bytes: int = 0) -> bool:
     """Whether `nbytes` fit in `share` of the GPU's free memory (never on a CPU)."""
     if device.type != "cuda":
         return False
-    free, _ = torch.cuda.mem_get_info(device)
-    return nbytes <= share * free
+    return nbytes <= share * gpu_free_bytes(device, cap_bytes)
 
 
 class FlatImages:
@@ -47,11 +54,12 @@ class FlatImages:
             if size:  # np.array: a private, writable copy (memory-mapped caches are read-only)
                 self.buffer[start:start + size].copy_(torch.from_numpy(np.array(img).reshape(-1)))
 
-    def crops(self, where: torch.Tensor, size: int, factor: int = 1) -> torch.Tensor:
-        """One gather: crops (N, 3, size, size). `where` (N, 6) int64 on the device:
-        image, top, left, hflip, vflip, transpose (top and left in LR pixels, times
-        `factor` here), flipped and transposed as `dataset.augment` does."""
-        image, top, left, hflip, vflip, transpose = (c.view(-1, 1, 1) for c in where.unbind(1))
+    def crops(self, where: torch.Tensor, size: int, factor: int = 1, colour: bool = False) -> torch.Tensor:
+        """One gather: crops (N, 3, size, size). `where` (N, 8) int64 on the device:
+        image, top, left, hflip, vflip, transpose, invert, channel order (top and left
+        in LR pixels, times `factor` here), flipped and transposed as `dataset.augment`
+        does and, with `colour`, recoloured as `dataset.recolour` does."""
+        image, top, left, hflip, vflip, transpose, invert, order = (c.view(-1, 1, 1) for c in where.unbind(1))
         steps = torch.arange(size, device=self.buffer.device)
         rows, cols = steps.view(1, size, 1), steps.view(1, 1, size)
         y = torch.where(transpose.bool(), cols, rows)   # transposed: output (u, v) reads (v, u)
@@ -59,8 +67,15 @@ class FlatImages:
         y = torch.where(vflip.bool(), size - 1 - y, y)                       # (N, size, size)
         x = torch.where(hflip.bool(), size - 1 - x, x)
         pixel = self.offsets[image] + ((factor * top + y) * self.widths[image] + (factor * left + x)) * 3
-        channel = torch.arange(3, device=self.buffer.device).view(1, 3, 1, 1)
-        return self.buffer[pixel.unsqueeze(1) + channel]                     # (N, 3, size, size)
+        if colour:
+            orders = torch.as_tensor(CHANNEL_ORDERS, device=self.buffer.device)
+            channel = orders[order.view(-1)].view(-1, 3, 1, 1)                 # (N, 3, 1, 1)
+        else:
+            channel = torch.arange(3, device=self.buffer.device).view(1, 3, 1, 1)
+        out = self.buffer[pixel.unsqueeze(1) + channel]                      # (N, 3, size, size)
+        if colour:
+            out = torch.where(invert.view(-1, 1, 1, 1).bool(), 255 - out, out)
+        return out
 
 
 class DevicePatches:
@@ -68,7 +83,7 @@ class DevicePatches:
 
     def __init__(self, patches: TrainPatches, device):
         self.scale, self.patch_size, self.seed = patches.scale, patches.patch_size, patches.seed
-        self.patches_per_image = patches.patches_per_image
+        self.patches_per_image, self.colour = patches.patches_per_image, patches.colour
         self.device = torch.device(device)
         lr_imgs = [patches.lr_cache[i] for i in range(len(patches.lr_cache))]
         hr_imgs = [patches.hr_cache[i] for i in range(len(patches.hr_cache))]
@@ -93,8 +108,8 @@ class DevicePatches:
             return None, dropped
         image = index % self.images
         draws = crop_draws(self.seed, epoch, index, self.lr_heights[image], self.lr_widths[image], self.patch_size)
-        where = np.concatenate([image[:, None], draws], axis=1)  # (N, 6): image, top, left, hflip, vflip, transpose
+        where = np.concatenate([image[:, None], draws], axis=1)  # (N, 8): image, crop, flips, invert, order
         where = torch.from_numpy(where).to(self.device, non_blocking=True)  # one small copy, no sync
-        lr = self.lr.crops(where, self.patch_size)                           # (N, 3, p, p)
-        hr = self.hr.crops(where, self.scale * self.patch_size, factor=self.scale)   # (N, 3, sp, sp)
+        lr = self.lr.crops(where, self.patch_size, colour=self.colour)                          # (N, 3, p, p)
+        hr = self.hr.crops(where, self.scale * self.patch_size, factor=self.scale, colour=self.colour)  # (N, 3, sp, sp)
         return (lr, hr), dropped

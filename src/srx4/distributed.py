@@ -35,11 +35,22 @@ def broadcast_buffers(model, world: int):
             dist.broadcast(buffer, src=0)
 
 
+def broadcast_params(model, world: int):
+    """Copy rank 0's parameters to every rank (weights that only rank 0 read from disk)."""
+    if world > 1:
+        for param in model.parameters():
+            dist.broadcast(param.data, src=0)
+
+
 def barrier(world: int):
     if world > 1:
         dist.barrier()
 
 
-def cleanup(world: int):
+def cleanup(world: int, finished: bool = True):
+    """Tear the process group down. After a finished run every rank first meets the others,
+    so none destroys its group (and gloo's threads) while a peer is still using it."""
     if world > 1 and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

@@ -1,12 +1,16 @@
 """The training step, validation and the learning-rate schedule.
 
 - `learning_rate_at(step, ...)`: stateless cosine (or constant) schedule with
-  warm-up, a pure function of the global step, so resuming needs no state.
+  warm-up, a pure function of the position (in steps of one process's batch,
+  so the same for any number of DDP ranks) or, under --time-limit, of the
+  share of the time budget used, whichever is further: a run stopped by the
+  clock ends annealed.
 - `train_step(...)`: one optimizer step with AMP on CUDA and one host sync; a
   non-finite loss skips the step and returns None.
 - `validate(model, dataset, ...)`: whole-image metrics averaged over images,
-  sharded over DDP ranks without padding and summed across them, so the mean
-  equals the single-process mean on the same weights.
+  same-size images batched, metrics accumulated on the device (float32 on a
+  GPU), sharded over DDP ranks without padding and summed across them, so the
+  mean equals the single-process mean on the same weights; one host sync.
 """
 import math
 
@@ -16,16 +20,17 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from srx4.infer import super_resolve
-from srx4.metrics import all_metrics
-
-METRIC_NAMES = ("psnr", "psnr_y", "ssim", "score")
+from srx4.metrics import METRIC_NAMES, image_metrics
 
 
-def learning_rate_at(step: int, total_steps: int, base: float, schedule: str, warmup: int = 0) -> float:
+def learning_rate_at(step: float, total_steps: float, base: float, schedule: str, warmup: int = 0,
+                     time_share: float = 0.0) -> float:
+    """The rate at `step` of `total_steps`; `time_share` (elapsed / --time-limit) moves the
+    cosine on when the clock runs out before the steps do."""
     if warmup and step < warmup:
         return base * (step + 1) / warmup
     if schedule == "cosine":
-        progress = min(1.0, step / max(1, total_steps))
+        progress = min(1.0, max(step / max(1, total_steps), time_share))
         return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
     return base
 
@@ -62,41 +67,93 @@ def train_step(model, optimizer, scaler, lr_imgs, hr_imgs, loss_name: str, amp_d
     return value
 
 
+@torch.no_grad()
+def refresh_batchnorm(model, batches, amp_dtype=None, channels_last=False) -> int:
+    """Recompute every BatchNorm's running mean and variance as the plain average over
+    `batches` (LR tensors) in training mode, with the current weights: the running
+    statistics kept during training lag the weights (momentum 0.1), which after few
+    steps makes eval mode differ from training. Returns the batches used (0 = left as is)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
+             for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None                      # cumulative average over the refresh batches
+    was_training = model.training
+    model.train()
+    used = 0
+    for lr_imgs in batches:
+        if channels_last:
+            lr_imgs = lr_imgs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(lr_imgs.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            model(lr_imgs)
+        used += 1
+    for m, (mean, var, tracked, momentum) in zip(norms, saved):
+        m.momentum = momentum
+        if not used:
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(tracked)
+    model.train(was_training)
+    return used
+
+
 def to_float(batch_uint8: torch.Tensor, device) -> torch.Tensor:
     """uint8 (N, 3, H, W) -> float32 on device in [0, 1]."""
     return batch_uint8.to(device, non_blocking=True).float().div_(255)
 
 
+def size_batches(indices, size_of, batch_size: int):
+    """Consecutive runs of `indices` whose images have one size, at most batch_size long."""
+    batch = []
+    for i in indices:
+        if batch and (size_of(i) != size_of(batch[0]) or len(batch) == batch_size):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
 @torch.no_grad()
-def validate(model, dataset, device, scale: int, rank=0, world=1, limit: int = 0, amp=True, desc="val"):
-    """Mean metrics over the validation images. Returns dict (psnr, psnr_y, ssim, score,
-    images, dropped) and the first image's (lr, sr, hr) for pictures."""
+def validate(model, dataset, device, scale: int, rank=0, world=1, indices=None, amp=True, amp_dtype="auto",
+             desc="val", batch_size: int = 0):
+    """Mean metrics over the validation images `indices` (default: all). Returns dict (psnr,
+    psnr_y, ssim, score, images, dropped) and the first image's (lr, sr, hr) on the CPU for
+    pictures (rank 0). Metrics in float32 on a GPU, float64 on a CPU."""
     was_training = model.training
     model.eval()
-    count = len(dataset) if not limit else min(limit, len(dataset))
+    indices = list(range(len(dataset))) if indices is None else list(indices)
+    cuda = torch.device(device).type == "cuda"
+    metric_dtype = torch.float32 if cuda else torch.float64
+    batch_size = batch_size or (4 if cuda else 1)
     sums = torch.zeros(len(METRIC_NAMES) + 2, dtype=torch.float64, device=device)  # metrics, images, dropped
     first = None
-    indices = range(rank, count, world)
-    for i in tqdm(indices, desc=desc, leave=False, disable=rank != 0 or len(indices) < 20):
-        sample = dataset[i]
-        if sample is None:
-            sums[-1] += 1
+    mine = indices[rank::world]
+    bar = tqdm(total=len(mine), desc=desc, leave=False, disable=rank != 0 or len(mine) < 20)
+    for batch in size_batches(mine, dataset.lr_size, batch_size):
+        samples = [dataset[i] for i in batch]
+        kept = [s for s in samples if s is not None]
+        sums[-1] += len(samples) - len(kept)
+        bar.update(len(batch))
+        if not kept:
             continue
-        _, lr_img, hr_img = sample
-        lr = to_float(lr_img[None], device)                  # (1, 3, h, w)
-        hr = to_float(hr_img[None], device)                  # (1, 3, sh, sw)
-        sr = super_resolve(model, lr, amp=amp).clamp(0, 1)   # (1, 3, sh, sw)
+        lr = to_float(torch.stack([s[1] for s in kept]), device)             # (n, 3, h, w)
+        hr = to_float(torch.stack([s[2] for s in kept]), device)             # (n, 3, sh, sw)
+        sr = super_resolve(model, lr, amp=amp, amp_dtype=amp_dtype).clamp(0, 1)   # (n, 3, sh, sw)
         sr = sr.mul(255).round().div(255)                    # scored as the PNG it would become
-        values = all_metrics(sr, hr, scale)
-        for k, name in enumerate(METRIC_NAMES):
-            sums[k] += values[name]
-        sums[-2] += 1
+        sums[:len(METRIC_NAMES)] += image_metrics(sr, hr, scale, metric_dtype).sum(dim=0).double()
+        sums[-2] += len(kept)
         if first is None and rank == 0:
-            first = (lr[0].cpu(), sr[0].cpu(), hr[0].cpu())
+            first = (lr[0], sr[0], hr[0])
+    bar.close()
     if world > 1:
         dist.all_reduce(sums)
-    images = int(sums[-2].item())
-    result = {name: (sums[k] / max(images, 1)).item() for k, name in enumerate(METRIC_NAMES)}
-    result.update(images=images, dropped=int(sums[-1].item()))
+    values = sums.tolist()                                   # the one host sync
+    images = int(values[-2])
+    result = {name: values[k] / max(images, 1) for k, name in enumerate(METRIC_NAMES)}
+    result.update(images=images, dropped=int(values[-1]))
     model.train(was_training)
-    return result, first
+    return result, (None if first is None else tuple(t.cpu() for t in first))

@@ -25,18 +25,33 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def autocast_dtype(device: torch.device):
-    """bf16 where the GPU has it, else fp16; None on CPU (fp32)."""
+AMP_DTYPES = ["auto", "bf16", "fp16"]
+
+
+def amp_dtype_for(capability) -> torch.dtype:
+    """bf16 only from compute capability 8.0 (Ampere) on, where cuDNN has bf16 convolutions;
+    fp16 (with a GradScaler when training) before, e.g. on Kaggle's T4 (7.5).
+    `torch.cuda.is_bf16_supported()` is not used: it says True on a T4 (emulation)."""
+    return torch.bfloat16 if tuple(capability) >= (8, 0) else torch.float16
+
+
+def autocast_dtype(device: torch.device, choice: str = "auto"):
+    """The autocast dtype for `device`: None on CPU (fp32); on CUDA `choice` (bf16 or
+    fp16) or, for auto, what the GPU's compute capability runs natively."""
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if choice not in AMP_DTYPES:
+        raise ValueError(f"--amp-dtype {choice!r}: expected one of {', '.join(AMP_DTYPES)}")
+    if choice != "auto":
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}[choice]
+    return amp_dtype_for(torch.cuda.get_device_capability(device))
 
 
 def memory_budget(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * 0.6)
-    from srx4.dataset import available_ram_bytes
+    from srx4.image_cache import available_ram_bytes
     return min(int(available_ram_bytes() * 0.4), 6 << 30)
 
 
@@ -108,13 +123,14 @@ def _tiled(model, lr, tile: int, overlap: int, scale: int, amp_dtype):
 
 
 @torch.inference_mode()
-def super_resolve(model, lr, tile: int = None, amp: bool = True, tta: bool = False):
+def super_resolve(model, lr, tile: int = None, amp: bool = True, tta: bool = False, amp_dtype: str = "auto"):
     """lr (N, 3, H, W) in [0, 1] on the model's device -> sr (N, 3, sH, sW).
 
-    tile: LR tile side; None = automatic, 0 = whole image."""
+    tile: LR tile side; None = automatic, 0 = whole image. amp: autocast on CUDA
+    in `amp_dtype` (auto, bf16 or fp16; see `autocast_dtype`)."""
     scale = model.scale
     overlap = int(math.ceil(getattr(model, "receptive_radius", 16))) + 2
-    amp_dtype = autocast_dtype(lr.device) if amp else None
+    amp_dtype = autocast_dtype(lr.device, amp_dtype) if amp else None
     if tile is None:
         tile = auto_tile(model, lr.shape[2], lr.shape[3], lr.shape[0], lr.device)
 

@@ -18,6 +18,7 @@ import numpy as np
 from srx4.images import IMAGE_SUFFIXES, ImageError, image_size
 
 SUB_IMAGE = re.compile(r"^(?P<source>.+)_s\d+$")  # 0001_s003.png: sub-image 3 of source 0001
+FRAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)$")  # 00029, game1_00029: frame 29 of a sequence
 
 
 @dataclass
@@ -103,17 +104,45 @@ def source_of(name: str) -> str:
     return m.group("source") if m else stem
 
 
-def split_pairs(names, val_fraction: float, seed: int, data_dir: str = "") -> dict:
-    """Seeded split by source group, so sub-images of one photo stay on one side.
+def frame_number(source: str):
+    """A numbered frame '00029' or 'game1_00029' -> ('game1_', 29); None if not numbered."""
+    m = FRAME.match(source)
+    return (m.group("prefix"), int(m.group("number"))) if m else None
 
-    The same names, fraction and seed give the same split on any machine
+
+def split_groups(names, block: int = 0):
+    """name -> group, the unit a split never cuts: a source (its `_sNNN` sub-images),
+    and numbered frames in blocks of `block` consecutive frames of one sequence
+    (same prefix, sorted by number; 0 = automatic, 1/100 of the numbered frames).
+    Returns (groups dict, block size used)."""
+    sources = sorted({source_of(n) for n in names})
+    numbered = {s: frame_number(s) for s in sources}
+    sequences = {}
+    for s, key in numbered.items():
+        if key is not None:
+            sequences.setdefault(key[0], []).append((key[1], s))
+    count = sum(len(v) for v in sequences.values())
+    block = block or max(1, -(-count // 100))
+    group_of_source = {}
+    for prefix, frames in sequences.items():
+        for k, (_, s) in enumerate(sorted(frames)):
+            group_of_source[s] = f"{prefix}#{k // block:05d}"
+    return {n: group_of_source.get(source_of(n), source_of(n)) for n in names}, block
+
+
+def split_pairs(names, val_fraction: float, seed: int, data_dir: str = "", block: int = 0) -> dict:
+    """Seeded split by group (`split_groups`): sub-images of one photo, and runs of
+    consecutive numbered frames (near-duplicates), each stay on one side.
+
+    The same names, fraction, seed and block give the same split on any machine
     (numpy's PCG64 stream is platform independent)."""
     names = sorted(names)
     if not names:
         raise ValueError(f"{data_dir}: no usable image pairs")
     if val_fraction <= 0:
         return {"seed": seed, "val_fraction": val_fraction, "train": names, "val": []}
-    groups = sorted({source_of(n) for n in names})
+    group_of, block = split_groups(names, block)
+    groups = sorted(set(group_of.values()))
     if len(groups) < 2:
         raise ValueError(f"{data_dir}: {len(names)} pair(s) from {len(groups)} source image(s) is too few "
                          f"for a validation split; add data or use --val-fraction 0")
@@ -121,17 +150,31 @@ def split_pairs(names, val_fraction: float, seed: int, data_dir: str = "") -> di
     target = val_fraction * len(names)
     by_group = {}
     for n in names:
-        by_group.setdefault(source_of(n), []).append(n)
-    val = []
+        by_group.setdefault(group_of[n], []).append(n)
+    val, val_groups = [], []
     for i in order:
         if len(val) >= target or len(val) + len(by_group[groups[i]]) >= len(names):
             continue
         val += by_group[groups[i]]
+        val_groups.append(groups[i])
         if len(val) >= target:
             break
     val_set = set(val)
     train = [n for n in names if n not in val_set]
-    return {"seed": seed, "val_fraction": val_fraction, "train": train, "val": sorted(val)}
+    numbered_blocks = sorted(g for g in val_groups if "#" in g)
+    return {"seed": seed, "val_fraction": val_fraction, "train": train, "val": sorted(val),
+            "frame_block": block, "val_groups": len(val_groups),
+            "val_frame_blocks": [[by_group[g][0], by_group[g][-1]] for g in numbered_blocks]}
+
+
+def describe_split(split: dict) -> str:
+    """One line for the log: sizes and how near-duplicates were kept apart."""
+    text = f"split: {len(split['train'])} train, {len(split['val'])} val (seed {split['seed']})"
+    blocks = split.get("val_frame_blocks") or []
+    if blocks:
+        text += (f"; numbered frames kept in blocks of {split['frame_block']} consecutive frames, "
+                 f"{len(blocks)} blocks on the validation side (first {blocks[0][0]}..{blocks[0][1]})")
+    return text
 
 
 def save_split(split: dict, path):

@@ -78,6 +78,18 @@ def default_train_dir():
     return local if (local / "lr").is_dir() and (local / "hr").is_dir() else None
 
 
+def find_sample_submission():
+    """The competition's sample submission CSV (Kaggle input, else data/), or None."""
+    roots = [kaggle_root() / "input"] if on_kaggle() else []
+    roots.append(work_dir() / "data")
+    for root in roots:
+        if root.is_dir():
+            found = sorted(p for p in root.rglob("*.csv") if "sample" in p.name.lower())
+            if found:
+                return found[0]
+    return None
+
+
 def default_test_dir() -> Path:
     """Test LR images: Kaggle input, else data/test/lr, else the demo's test LR."""
     if on_kaggle():
@@ -88,8 +100,47 @@ def default_test_dir() -> Path:
     return local if local.is_dir() else demo_dir() / "test" / "lr"
 
 
-def newest_run(folder: Path = None):
-    """The most recently written run folder that has best weights, or None."""
-    folder = folder or logs_dir()
-    runs = [p for p in folder.glob("*/best.safetensors")] if folder.is_dir() else []
-    return max(runs, key=lambda p: p.stat().st_mtime).parent if runs else None
+def read_only(folder: Path) -> bool:
+    """A folder this run must not write to: Kaggle's input (mounted read-only; as root
+    os.access says writable anyway) or one without write permission."""
+    folder = Path(folder).resolve()
+    kaggle_input = (kaggle_root() / "input").resolve()
+    return kaggle_input == folder or kaggle_input in folder.parents or not os.access(folder, os.W_OK)
+
+
+LAST_RUN = "last_run.json"           # logs/last_run.json: the run train.py finished last
+LAST_PREDICTION = "last_prediction.json"   # submissions/last_prediction.json: predict.py's output folder
+
+
+def _record(path: Path, entry: dict):
+    from srx4.checkpoint import write_json
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {k: str(v) for k, v in entry.items()})
+
+
+def record_last_run(run_dir: Path):
+    _record(logs_dir() / LAST_RUN, {"run": Path(run_dir).name, "dir": Path(run_dir).resolve()})
+
+
+def record_last_prediction(png_dir: Path, weights: str):
+    _record(submissions_dir() / LAST_PREDICTION, {"png_dir": Path(png_dir).resolve(), "weights": weights})
+
+
+def _read(path: Path):
+    import json
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def last_run():
+    """The run folder train.py finished last (logs/last_run.json), or None."""
+    entry = _read(logs_dir() / LAST_RUN)
+    return Path(entry["dir"]) if entry and Path(entry["dir"]).is_dir() else None
+
+
+def last_prediction():
+    """(PNG folder, weights) that predict.py wrote last, or None."""
+    entry = _read(submissions_dir() / LAST_PREDICTION)
+    return (Path(entry["png_dir"]), entry.get("weights", "")) if entry and Path(entry["png_dir"]).is_dir() else None

@@ -1,5 +1,5 @@
 """A run folder's text outputs: train.log (appended line by line), metrics.csv
-(rewritten atomically each epoch) and the hygiene report."""
+(rewritten atomically each epoch), the hygiene report, and the bicubic warning."""
 import csv
 import io
 import json
@@ -8,8 +8,19 @@ from pathlib import Path
 
 from srx4.checkpoint import atomic_write_text, write_csv
 
-METRIC_COLUMNS = ["epoch", "step", "train_loss", "val_psnr", "val_psnr_y", "val_ssim", "val_score",
-                  "bicubic_psnr", "learning_rate", "dropped_samples", "skipped_steps", "seconds"]
+METRIC_COLUMNS = ["epoch", "step", "samples", "train_loss", "val_psnr", "val_psnr_y", "val_ssim", "val_score",
+                  "bicubic_psnr", "learning_rate", "dropped_samples", "skipped_steps", "train_seconds",
+                  "val_seconds", "seconds"]
+SUMMARY_NAME = "summary.json"   # the run's final check against bicubic; predict.py reads it
+
+
+def bicubic_warning(model_psnr: float, bicubic_psnr: float, checked_on: str) -> str:
+    """The loud block printed when a model ends worse than plain bicubic upsampling."""
+    bar = "!" * 78
+    return (f"{bar}\nWARNING: this model is WORSE than bicubic upsampling on {checked_on}: "
+            f"{model_psnr:.3f} dB vs {bicubic_psnr:.3f} dB ({model_psnr - bicubic_psnr:+.3f} dB).\n"
+            f"Submitting it would score below the bicubic baseline. Train longer, lower --learning-rate, "
+            f"or check the data.\n{bar}")
 
 
 class RunLog:

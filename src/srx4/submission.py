@@ -60,6 +60,10 @@ def write_submission(png_dir, lr_dir, out_csv, scale=4, sample_csv=None, allow_m
     if not lr_files and not sample_csv:
         raise SubmissionError(f"{lr_dir}: no test LR images")
     entries = match_ids(lr_files, read_sample_ids(sample_csv) if sample_csv else None)
+    unmatched = [row_id for row_id, lr_path in entries if lr_path is None]
+    if unmatched and not allow_missing:   # refused before anything is written
+        raise SubmissionError(f"{sample_csv}: {len(unmatched)} of {len(entries)} ids match no test image in "
+                              f"{lr_dir} (by name or stem), e.g. {', '.join(unmatched[:5])}")
     workers = workers or os.cpu_count() or 1
 
     def load(entry):

@@ -2,11 +2,16 @@
 
 `Trainer(config, device, rank, world, checkpoint).fit()`; config is TrainConfig as
 a dict, checkpoint the loaded last.ckpt when resuming.
-Rank 0 alone writes files. The sampler position, step and RNG states go into
-last.ckpt, and every crop is keyed by (seed, epoch, index), so a killed and
-resumed run ends with the same weights as an unbroken one.
+Rank 0 alone writes files. Positions are kept in samples (all ranks together),
+so a run saved by two processes resumes in one at the same point of the
+schedule and of the epoch's order; every crop is keyed by (seed, epoch, index),
+so a killed and resumed run ends with the same weights as an unbroken one.
+At the end the best weights are scored on the whole validation set and checked
+against bicubic: a model worse than bicubic is reported loudly, never quietly.
 """
+import copy
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -14,17 +19,17 @@ import torch
 from tqdm import tqdm
 
 from srx4 import distributed, paths
-from srx4.checkpoint import (CHECKPOINT_NAME, WEIGHTS_NAME, load_model, load_state, rng_state,
+from srx4.checkpoint import (CHECKPOINT_NAME, MODEL_CONFIG_NAME, WEIGHTS_NAME, load_model, load_state, rng_state,
                              save_checkpoint, save_weights, set_rng_state, unwrap, write_json)
-from srx4.dataset import (EpochBatches, ImageCache, TrainPatches, WholeImages, collate_drop_none,
-                          steps_per_epoch)
-from srx4.device_data import DevicePatches, fits, image_bytes
-from srx4.engine import learning_rate_at, to_float, train_step, validate
+from srx4.dataset import samples_per_epoch
+from srx4.engine import learning_rate_at, refresh_batchnorm, to_float, train_step, validate
 from srx4.infer import autocast_dtype
 from srx4.models import Bicubic, build_model, count_parameters
-from srx4.pairs import save_split, scan_pairs, split_pairs
-from srx4.plots import plot_curves, save_comparison
-from srx4.runlog import RunLog
+from srx4.runlog import SUMMARY_NAME, RunLog, bicubic_warning
+from srx4.train_data import TrainData
+
+
+REFRESH_EPOCH = 2**31 - 1
 
 
 class RunStopped(RuntimeError):
@@ -39,93 +44,53 @@ def model_config_of(cfg: dict) -> dict:
             "bicubic_residual": cfg["bicubic_residual"]}
 
 
+def run_dir_for(cfg: dict) -> Path:
+    """Where a run writes: its own folder, or `<run>_resumed` when resuming from a
+    read-only one (an attached Kaggle output)."""
+    if cfg["resume"]:
+        source = Path(cfg["resume"]).resolve().parent
+        return paths.logs_dir() / f"{source.name}_resumed" if paths.read_only(source) else source
+    return paths.logs_dir() / cfg["run"]
+
+
 class Trainer:
     def __init__(self, cfg: dict, device, rank: int = 0, world: int = 1, checkpoint: dict = None):
         self.cfg, self.device, self.rank, self.world = cfg, device, rank, world
+        self.created = time.time()
         self.is_main = rank == 0
-        self.run_dir = self._run_dir(cfg)
+        self.run_dir = run_dir_for(cfg)
         self.log = RunLog(self.run_dir, enabled=self.is_main)
+        self.log("settings: " + " ".join(f"{k}={v}" for k, v in cfg.items() if v not in ("", None)))
         if checkpoint:
-            self.log.load_rows(Path(cfg["resume"]).parent)
-            self.log(f"resuming {cfg['resume']} at epoch {checkpoint['epoch'] + 1}, "
-                     f"batch {checkpoint['batch_in_epoch']}, step {checkpoint['step']}")
-        self._data(cfg, checkpoint)
+            self._carry_over(Path(cfg["resume"]).resolve().parent)
+        self.data = TrainData(cfg, self.run_dir, self.log, rank, world, device,
+                              checkpoint["split"] if checkpoint else None)
         self._model(cfg, checkpoint)
-        self.epoch = checkpoint["epoch"] if checkpoint else 0
-        self.batch_in_epoch = checkpoint["batch_in_epoch"] if checkpoint else 0
-        self.step = checkpoint["step"] if checkpoint else 0
-        self.best = checkpoint["best"] if checkpoint else {"psnr": float("-inf"), "epoch": 0}
-        self.bicubic = checkpoint["bicubic"] if checkpoint else None
-        self.since_best = checkpoint["since_best"] if checkpoint else 0
+        state = checkpoint or {}
+        self.epoch = state.get("epoch", 0)
+        self.samples_in_epoch = state.get("samples_in_epoch", 0)
+        self.samples_seen = state.get("samples_seen", 0)
+        self.step = self.samples_seen // (cfg["batch_size"] * world)     # this process's steps
+        self.best = state.get("best", {"psnr": float("-inf"), "epoch": 0})
+        self.bicubic = state.get("bicubic")
+        self.since_best = state.get("since_best", 0)
         if checkpoint:
-            set_rng_state(checkpoint["rng"])
+            set_rng_state(checkpoint.get("rng", {}))
+            self.log(f"resuming {cfg['resume']} at epoch {self.epoch + 1}, sample {self.samples_in_epoch} of the "
+                     f"epoch ({self.samples_seen} seen, {world} process(es) now); learning rate "
+                     f"{self.learning_rate():.6g}")
         if self.is_main:
             write_json(self.run_dir / "config.json", cfg)
 
-    def _run_dir(self, cfg):
-        if cfg["resume"]:
-            source = Path(cfg["resume"]).resolve().parent
-            if os.access(source, os.W_OK):
-                return source
-            return paths.logs_dir() / f"{source.name}_resumed"   # e.g. an attached read-only Kaggle output
-        return paths.logs_dir() / cfg["run"]
-
-    def _data(self, cfg, checkpoint):
-        pairs, hygiene = scan_pairs(cfg["data"], cfg["scale"])
-        by_name = {p.name: p for p in pairs}
-        if not pairs:
-            reasons = "; ".join(f"{len(v)} {k}" for k, v in sorted(hygiene.problems.items())) or "empty folders"
-            raise ValueError(f"{cfg['data']}: no usable image pairs ({reasons})")
-        if checkpoint:
-            split = checkpoint["split"]
-        else:
-            split = split_pairs([p.name for p in pairs], cfg["val_fraction"], cfg["seed"], cfg["data"])
-            small = [n for n in split["train"] if min(by_name[n].lr_size) < cfg["patch_size"]]
-            if small:  # too small to crop a patch from: validation only
-                split["train"] = [n for n in split["train"] if n not in small]
-                split["val"] = sorted(split["val"] + small)
-                for n in small:
-                    hygiene.add(f"smaller than the {cfg['patch_size']}px patch (validation only)", n)
-        missing = [n for n in split["train"] + split["val"] if n not in by_name]
-        if missing:
-            raise FileNotFoundError(f"{cfg['data']}: {len(missing)} files of split.json are gone, e.g. {missing[0]}")
-        if not split["train"]:
-            raise ValueError(f"{cfg['data']}: no training pairs with an LR side >= patch size {cfg['patch_size']}")
-        self.split = split
-        if self.is_main:
-            save_split(split, self.run_dir / "split.json")
-        ram = None if cfg["ram_budget_gb"] < 0 else int(cfg["ram_budget_gb"] * (1 << 30))
-
-        def caches(names, side):
-            chosen = [by_name[n] for n in names]
-            factor = 1 if side == "lr" else cfg["scale"]             # header sizes: LR, HR = scale x LR
-            return ImageCache([getattr(p, f"{side}_path") for p in chosen],
-                              [(w * factor, h * factor) for (w, h) in (p.lr_size for p in chosen)],
-                              ram_budget=ram, cache_dir=cfg["cache_dir"] or None, desc=f"decode {side}")
-        train_lr, train_hr = caches(split["train"], "lr"), caches(split["train"], "hr")
-        val_lr, val_hr = caches(split["val"], "lr"), caches(split["val"], "hr")
-        failures = {**train_lr.failures, **train_hr.failures, **val_lr.failures, **val_hr.failures}
-        for path, reason in sorted(failures.items()):
-            hygiene.add("undecodable (skipped and counted as dropped)", Path(path).name)
-        self.log(hygiene.summary())
-        self.log.write_hygiene(hygiene, {"split": {"train": len(split["train"]), "val": len(split["val"])}})
-        self.log(f"split: {len(split['train'])} train, {len(split['val'])} val (seed {cfg['seed']})")
-        self.train_set = TrainPatches(train_lr, train_hr, cfg["scale"], cfg["patch_size"], cfg["seed"],
-                                      cfg["patches_per_image"])
-        self.val_set = WholeImages(split["val"], val_lr, val_hr)
-        self.device_patches = None
-        nbytes = image_bytes(self.train_set)
-        if cfg["device_data"] == "on" or (cfg["device_data"] == "auto" and fits(nbytes, self.device)):
-            size = nbytes / 2**30
-            try:
-                self.device_patches = DevicePatches(self.train_set, self.device)
-            except torch.OutOfMemoryError:
-                raise RunStopped(f"the training images ({size:.1f} GiB) do not fit on {self.device}: "
-                                 f"pass --device-data off") from None
-            for cache in (train_lr, train_hr):  # the device holds them now
-                cache.close()
-            self.log(f"training images on {self.device} as uint8 ({size:.2f} GiB): crops and flips done there "
-                     f"(--device-data off for DataLoader workers)")
+    def _carry_over(self, source: Path):
+        """Resuming into a new folder: bring the best weights and the rows so far along,
+        so the new folder has weights even if no later epoch beats them."""
+        self.log.load_rows(source)
+        if source != self.run_dir and self.is_main:
+            for name in (WEIGHTS_NAME, MODEL_CONFIG_NAME, SUMMARY_NAME):
+                if (source / name).is_file() and not (self.run_dir / name).exists():
+                    shutil.copyfile(source / name, self.run_dir / name)
+            self.log(f"resuming from read-only {source}: writing to {self.run_dir} (its best weights copied)")
 
     def _model(self, cfg, checkpoint):
         torch.manual_seed(cfg["seed"])
@@ -153,52 +118,89 @@ class Trainer:
         self.model = torch.compile(model) if cfg["compile"] and cuda else model
         # fused: one kernel for the whole update on CUDA, and no host sync under the fp16 GradScaler
         self.optimizer = torch.optim.Adam(self.plain_model.parameters(), lr=cfg["learning_rate"], fused=cuda or None)
-        self.amp_dtype = autocast_dtype(self.device) if cfg["amp"] else None
+        self.amp_dtype = autocast_dtype(self.device, cfg["amp_dtype"]) if cfg["amp"] else None
         fp16 = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
+        if cuda:
+            capability = ".".join(map(str, torch.cuda.get_device_capability(self.device)))
+            self.log(f"mixed precision: {self.amp_dtype or 'off (fp32)'}{' with a GradScaler' if fp16 else ''} "
+                     f"(compute capability {capability}; --amp-dtype {cfg['amp_dtype']})")
         if checkpoint:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             if self.scaler is not None and checkpoint.get("scaler"):
                 self.scaler.load_state_dict(checkpoint["scaler"])
 
-    def save_last(self, epoch, batch_in_epoch):
+    # -- positions ---------------------------------------------------------------------------
+    def _total_steps(self):
+        """The run's length in steps of one process's batch (the schedule's unit)."""
+        cfg = self.cfg
+        return cfg["epochs"] * samples_per_epoch(len(self.data.train_set), cfg["batch_size"], self.world) \
+            / cfg["batch_size"]
+
+    def learning_rate(self, time_share: float = 0.0):
+        cfg = self.cfg
+        warmup = cfg["warmup_steps"] if cfg["warmup_steps"] >= 0 else min(500, int(self._total_steps() // 20))
+        return learning_rate_at(self.samples_seen / cfg["batch_size"], self._total_steps(), cfg["learning_rate"],
+                                cfg["schedule"], warmup, time_share)
+
+    def save_last(self):
         if not all(torch.isfinite(p).all() for p in self.plain_model.parameters()):
             raise RunStopped("non-finite weights: last checkpoint left as it was; lower --learning-rate")
         if not self.is_main:
             return
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, {
             "model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler else {}, "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch, "step": self.step, "best": self.best, "bicubic": self.bicubic,
+            "scaler": self.scaler.state_dict() if self.scaler else {}, "epoch": self.epoch,
+            "samples_in_epoch": self.samples_in_epoch, "samples_seen": self.samples_seen, "world": self.world,
+            "learning_rate": self.optimizer.param_groups[0]["lr"], "best": self.best, "bicubic": self.bicubic,
             "since_best": self.since_best, "train_config": self.cfg, "model_config": self.model_config,
-            "split": self.split, "rng": rng_state()})
+            "split": self.data.split, "rng": rng_state()})
 
-    def _validate(self, model, desc):
-        return validate(model, self.val_set, self.device, self.cfg["scale"], self.rank, self.world,
-                        self.cfg["val_limit"], self.cfg["amp"], desc)
+    def _validate(self, model, dataset, indices, desc):
+        return validate(model, dataset, self.device, self.cfg["scale"], self.rank, self.world, indices,
+                        self.cfg["amp"], self.cfg["amp_dtype"], desc)
 
+    def _eval_ready(self):
+        """Make the BatchNorm running statistics those of the current weights (see engine)."""
+        if self.cfg["bn_refresh"] > 0:
+            refresh_batchnorm(self.plain_model, self._refresh_batches(), self.amp_dtype, self.cfg["channels_last"])
+        distributed.broadcast_buffers(self.plain_model, self.world)  # every rank validates rank 0's stats
+
+    def _refresh_batches(self):
+        """Training batches for the BatchNorm refresh: the same seeded draw every time (an epoch
+        key no training epoch uses)."""
+        count = self.cfg["bn_refresh"]
+        batches = self.data.epoch_batches(REFRESH_EPOCH, 0)
+        for k, (batch, _) in enumerate(batches):
+            if k >= count:
+                break
+            if batch is not None:
+                yield to_float(batch[0], self.device)
+
+    # -- the loop ------------------------------------------------------------------------------
     def fit(self):
-        cfg, log = self.cfg, self.log
-        has_val = len(self.val_set) > 0
+        try:
+            self._fit()
+        finally:
+            self.data.close()
+
+    def _fit(self):
+        cfg, log, data = self.cfg, self.log, self.data
+        has_val = len(data.val_set) > 0
         if self.bicubic is None and has_val:
-            self.bicubic, _ = self._validate(Bicubic(cfg["scale"]).to(self.device), "bicubic")
-            log(f"bicubic on validation: PSNR {self.bicubic['psnr']:.3f} dB, score {self.bicubic['score']:.3f}")
-        per_epoch = steps_per_epoch(len(self.train_set), cfg["batch_size"], self.world)
-        total_steps = cfg["epochs"] * per_epoch
-        workers = cfg["workers"] if cfg["workers"] >= 0 else (min(4, os.cpu_count() or 1) if self.device.type == "cuda" else 0)
-        started, bad_in_row, stopped = time.time(), 0, None
-        self.model.train()
+            self.bicubic, _ = self._validate(Bicubic(cfg["scale"]).to(self.device), data.val_set, data.val_subset,
+                                             "bicubic")
+            log(f"bicubic on the {len(data.val_subset)} validation images scored each epoch: PSNR "
+                f"{self.bicubic['psnr']:.3f} dB, score {self.bicubic['score']:.3f}")
+        limit_s = cfg["time_limit"] * 3600
+        first_step = self.step + 1
+        started, bad_in_row, stopped, last_val_s = time.time(), 0, None, 0.0
         while self.epoch < cfg["epochs"] and stopped is None:
             epoch, epoch_start = self.epoch, time.time()
-            sampler = EpochBatches(len(self.train_set), cfg["batch_size"], cfg["seed"], epoch,
-                                   self.batch_in_epoch, self.rank, self.world)
-            if self.device_patches is not None:
-                loader = (self.device_patches.batch(keys) for keys in sampler)
-            else:
-                loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=sampler, num_workers=workers,
-                                                     collate_fn=collate_drop_none, pin_memory=self.device.type == "cuda")
+            batches = data.epoch_batches(epoch, self.samples_in_epoch)
             losses, dropped, skipped = [], 0, 0
-            bar = tqdm(loader, total=len(sampler), desc=f"epoch {epoch + 1}/{cfg['epochs']}", leave=False,
+            self.model.train()
+            bar = tqdm(batches, total=len(data.sampler), desc=f"epoch {epoch + 1}/{cfg['epochs']}", leave=False,
                        disable=not self.is_main)
             for batch, n_dropped in bar:
                 dropped += n_dropped
@@ -210,9 +212,9 @@ class Trainer:
                     lr_imgs, hr_imgs = (to_float(t, self.device) for t in batch)   # (N,3,p,p), (N,3,sp,sp)
                     if self.device.type == "cuda" and cfg["channels_last"]:
                         lr_imgs = lr_imgs.contiguous(memory_format=torch.channels_last)
+                    share = (time.time() - started + last_val_s) / limit_s if limit_s else 0.0
                     for group in self.optimizer.param_groups:
-                        group["lr"] = learning_rate_at(self.step, total_steps, cfg["learning_rate"],
-                                                       cfg["schedule"], cfg["warmup_steps"])
+                        group["lr"] = self.learning_rate(share)
                     loss = train_step(self.model, self.optimizer, self.scaler, lr_imgs, hr_imgs, cfg["loss"],
                                       self.amp_dtype, self.world)
                     if loss is None:
@@ -225,61 +227,105 @@ class Trainer:
                         bad_in_row = 0
                         bar.set_postfix(loss=f"{loss:.4f}")
                 self.step += 1
-                self.batch_in_epoch += 1
+                if self.step == first_step:
+                    log(f"first training step after {time.time() - self.created:.1f} s (scan, split, cache, "
+                        f"model, bicubic baseline)")
+                global_batch = cfg["batch_size"] * self.world
+                self.samples_in_epoch += global_batch
+                self.samples_seen += global_batch
                 if cfg["checkpoint_every"] and self.step % cfg["checkpoint_every"] == 0:
-                    self.save_last(epoch, self.batch_in_epoch)
-                over = bool(cfg["time_limit"]) and time.time() - started > cfg["time_limit"] * 3600
+                    self.save_last()
+                # stop early enough to validate once more within the limit
+                over = bool(limit_s) and time.time() - started + last_val_s > limit_s
                 if (self.world == 1 or self.step % 10 == 0) and distributed.agree(over, self.world, self.device):
                     stopped = f"--time-limit of {cfg['time_limit']} h reached"
                     break
-            if stopped:
-                self.save_last(epoch, self.batch_in_epoch)
-                break
-            self._end_epoch(epoch, losses, dropped, skipped, has_val, epoch_start)
-            if cfg["patience"] and self.since_best >= cfg["patience"]:
+            train_s = time.time() - epoch_start
+            last_val_s = self._end_epoch(epoch, losses, dropped, skipped, has_val, train_s, finished=not stopped)
+            if not stopped and cfg["patience"] and self.since_best >= cfg["patience"]:
                 stopped = f"no better validation PSNR for {cfg['patience']} epochs (--patience)"
         distributed.barrier(self.world)
         self._summary(stopped)
 
-    def _end_epoch(self, epoch, losses, dropped, skipped, has_val, epoch_start):
-        cfg = self.cfg
-        distributed.broadcast_buffers(self.plain_model, self.world)  # every rank validates rank 0's BN stats
-        metrics, first = self._validate(self.plain_model, "validate") if has_val else ({}, None)
+    def _end_epoch(self, epoch, losses, dropped, skipped, has_val, train_s, finished=True):
+        """Validate the subset, keep the best weights, save last.ckpt, log the row.
+        An epoch cut by --time-limit is validated too (its weights are the coldest).
+        Returns the seconds spent validating."""
+        cfg, data = self.cfg, self.data
+        val_start = time.time()
+        self._eval_ready()
+        metrics, first = (self._validate(self.plain_model, data.val_set, data.val_subset, "validate")
+                          if has_val else ({}, None))
         improved = (not has_val) or metrics["psnr"] > self.best["psnr"]
         if improved:
             self.best = {"psnr": metrics.get("psnr", float("nan")), "epoch": epoch + 1, **metrics}
             self.since_best = 0
             if self.is_main:
                 save_weights(self.run_dir / WEIGHTS_NAME, self.plain_model, self.model_config)
-        else:
+        elif finished:
             self.since_best += 1
-        self.epoch, self.batch_in_epoch = epoch + 1, 0
-        self.save_last(self.epoch, 0)
+        if finished:
+            self.epoch, self.samples_in_epoch = epoch + 1, 0
+        self.save_last()
+        val_s = time.time() - val_start
         mean_loss = sum(losses) / max(len(losses), 1)
-        row = {"epoch": epoch + 1, "step": self.step, "train_loss": f"{mean_loss:.6f}",
+        row = {"epoch": epoch + 1, "step": self.step, "samples": self.samples_seen, "train_loss": f"{mean_loss:.6f}",
                "learning_rate": f"{self.optimizer.param_groups[0]['lr']:.3g}", "dropped_samples": dropped,
-               "skipped_steps": skipped, "seconds": f"{time.time() - epoch_start:.1f}",
-               "bicubic_psnr": f"{self.bicubic['psnr']:.4f}" if self.bicubic else ""}
+               "skipped_steps": skipped, "train_seconds": f"{train_s:.1f}", "val_seconds": f"{val_s:.1f}",
+               "seconds": f"{train_s + val_s:.1f}", "bicubic_psnr": f"{self.bicubic['psnr']:.4f}" if self.bicubic else ""}
         row.update({f"val_{k}": f"{metrics[k]:.4f}" for k in ("psnr", "psnr_y", "ssim", "score") if k in metrics})
         self.log.add_row(row)
-        text = (f"epoch {epoch + 1}/{cfg['epochs']} loss {mean_loss:.4f}"
+        text = (f"epoch {epoch + 1}/{cfg['epochs']}{'' if finished else ' (cut by --time-limit)'} "
+                f"loss {mean_loss:.4f}"
                 + (f" | val PSNR {metrics['psnr']:.3f} dB (Y {metrics['psnr_y']:.3f}) SSIM {metrics['ssim']:.4f} "
                    f"score {metrics['score']:.3f}" if has_val else "")
                 + (" *best*" if improved and has_val else "")
                 + (f" | dropped {dropped} samples" if dropped else "") + (f" | skipped {skipped} steps" if skipped else "")
-                + f" | {time.time() - epoch_start:.0f}s")
+                + f" | train {train_s:.0f}s, validate {val_s:.0f}s")
         self.log(text)
         if self.is_main:
+            from srx4.plots import plot_curves, save_comparison
             plot_curves(self.log.rows, self.bicubic["psnr"] if self.bicubic else None, self.run_dir / "curves.png")
             if first is not None and cfg["sample_every"] and (epoch + 1) % cfg["sample_every"] == 0:
                 save_comparison(*first, cfg["scale"], self.run_dir / "samples" / f"epoch_{epoch + 1:03d}.png")
+        return val_s
+
+    def _final_check(self):
+        """The best weights and bicubic on the guard set (all validation images, or some training
+        images without validation). Returns (model metrics, bicubic metrics)."""
+        data = self.data
+        best = copy.deepcopy(self.plain_model)
+        if (self.run_dir / WEIGHTS_NAME).is_file():
+            source, _ = load_model(self.run_dir / WEIGHTS_NAME)
+            load_state(best, source.state_dict(), str(self.run_dir / WEIGHTS_NAME))
+        distributed.broadcast_buffers(best, self.world)
+        distributed.broadcast_params(best, self.world)
+        model_metrics, _ = self._validate(best, data.guard_set, data.guard_indices, "final check")
+        bicubic = self._validate(Bicubic(self.cfg["scale"]).to(self.device), data.guard_set, data.guard_indices,
+                                 "final check (bicubic)")[0]
+        return model_metrics, bicubic
 
     def _summary(self, stopped):
+        log = self.log
         if stopped:
-            self.log(f"stopped early: {stopped}; resume with --resume {self.run_dir / CHECKPOINT_NAME}")
-        if self.bicubic and self.best.get("psnr") is not None and self.best["epoch"]:
-            gain = self.best["psnr"] - self.bicubic["psnr"]
-            self.log(f"best validation PSNR {self.best['psnr']:.3f} dB at epoch {self.best['epoch']} vs bicubic "
-                     f"{self.bicubic['psnr']:.3f} dB ({gain:+.3f} dB); score {self.best['score']:.3f} vs "
-                     f"{self.bicubic['score']:.3f}")
-        self.log(f"weights: {self.run_dir / WEIGHTS_NAME}  checkpoint: {self.run_dir / CHECKPOINT_NAME}")
+            log(f"stopped early: {stopped}; resume with --resume {self.run_dir / CHECKPOINT_NAME}")
+        final, bicubic = self._final_check()
+        gain = final["psnr"] - bicubic["psnr"]
+        data = self.data
+        subset = len(data.val_subset) < len(data.val_set)
+        if self.bicubic and self.best.get("epoch"):
+            log(f"best validation PSNR {self.best['psnr']:.3f} dB at epoch {self.best['epoch']}"
+                + (f" on the {len(data.val_subset)}-image subset scored each epoch" if subset else "")
+                + f" vs bicubic {self.bicubic['psnr']:.3f} dB ({self.best['psnr'] - self.bicubic['psnr']:+.3f} dB)")
+        log(f"best weights on {data.guard_on} ({final['images']} images): PSNR {final['psnr']:.3f} dB vs bicubic "
+            f"{bicubic['psnr']:.3f} dB ({gain:+.3f} dB); score {final['score']:.3f} vs {bicubic['score']:.3f}")
+        worse = gain < 0
+        if worse:
+            log(bicubic_warning(final["psnr"], bicubic["psnr"], data.guard_on))
+        if self.is_main:
+            write_json(self.run_dir / SUMMARY_NAME, {
+                "run": self.run_dir.name, "best_epoch": self.best.get("epoch", 0), "best_subset": self.best,
+                "checked_on": data.guard_on, "model": final, "bicubic": bicubic, "gain_db": gain,
+                "worse_than_bicubic": worse, "stopped": stopped or "", "epochs_done": self.epoch})
+            paths.record_last_run(self.run_dir)
+        log(f"weights: {self.run_dir / WEIGHTS_NAME}  checkpoint: {self.run_dir / CHECKPOINT_NAME}")
