@@ -20,6 +20,8 @@ def fake_kaggle(root):
     make_pairs(comp / "train", count=8)
     make_pairs(comp / "test", count=2)
     (comp / "test" / "hr").rename(root / "hidden_hr")  # the test HR is not given on Kaggle
+    # the competition's sample submission: ids are stems, in its own order
+    (comp / "sample_submission.csv").write_text("id,Encoded_Image\nimg_001,\nimg_000,\n")
     (root / "working").mkdir(parents=True)
     return comp
 
@@ -40,13 +42,16 @@ def test_built_kernel_runs_against_a_fake_kaggle_tree(tmp_path):
                           env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     working = tmp_path / "kaggle" / "working"
-    assert validate_csv(working / "submission.csv", comp / "test" / "lr") == 2
+    sample = comp / "sample_submission.csv"
+    assert validate_csv(working / "submission.csv", comp / "test" / "lr", sample_csv=sample) == 2
+    with open(working / "submission.csv") as f:
+        assert [row["id"] for row in csv.DictReader(f)] == ["img_001", "img_000"]   # the sample's ids and order
     assert (working / "logs").is_dir() and not (working / "srx4_code").exists()
 
     # the inference-only kernel finds weights attached under /kaggle/input
     attached = tmp_path / "kaggle" / "input" / "my-weights"
     attached.mkdir()
-    run_dir = next((working / "logs").iterdir())
+    run_dir = next(p for p in (working / "logs").iterdir() if p.is_dir())
     for name in ("best.safetensors", "model.json"):
         (attached / name).write_bytes((run_dir / name).read_bytes())
     (working / "submission.csv").unlink()
@@ -55,7 +60,7 @@ def test_built_kernel_runs_against_a_fake_kaggle_tree(tmp_path):
     done = subprocess.run([sys.executable, str(predict_folder / code)], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert validate_csv(working / "submission.csv", comp / "test" / "lr") == 2
+    assert validate_csv(working / "submission.csv", comp / "test" / "lr", sample_csv=sample) == 2
 
 
 def test_cli_wrappers_print_one_line_without_credentials(tmp_path):

@@ -271,7 +271,7 @@ class Trainer:
         mean_loss = sum(losses) / max(len(losses), 1)
         row = {"epoch": epoch + 1, "step": self.step, "samples": self.samples_seen, "train_loss": f"{mean_loss:.6f}",
                "learning_rate": f"{self.optimizer.param_groups[0]['lr']:.3g}", "dropped_samples": dropped,
-               "skipped_steps": skipped, "train_seconds": f"{train_s:.1f}", "val_seconds": f"{val_s:.1f}",
+               "skipped_steps": skipped, "train_seconds": f"{train_s:.3f}", "val_seconds": f"{val_s:.3f}",
                "seconds": f"{train_s + val_s:.1f}", "bicubic_psnr": f"{self.bicubic['psnr']:.4f}" if self.bicubic else ""}
         row.update({f"val_{k}": f"{metrics[k]:.4f}" for k in ("psnr", "psnr_y", "ssim", "score") if k in metrics})
         self.log.add_row(row)
