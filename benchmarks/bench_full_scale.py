@@ -170,6 +170,29 @@ def launch(args, run_args, env):
     return subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
 
 
+def kill_tree(pid: int):
+    """SIGKILL a process and every descendant (torchrun's ranks are not in its process group)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    todo, tree = [pid], []
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += children.get(p, [])
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return tree
+
+
 def free_port():
     import socket
     with socket.socket() as s:
@@ -221,7 +244,7 @@ def main():
     figures["first_step_s"] = log_times(run_dir / "train.log")
     figures["first_step_wall_s"] = round(time.time() - started, 1)
     time.sleep(20)
-    os.killpg(proc.pid, signal.SIGKILL)
+    figures["killed_processes"] = len(kill_tree(proc.pid))
     proc.wait()
     time.sleep(1)
     figures["cache_left_after_kill_gb"] = round(du(cache_dir) / 1e9, 2)

@@ -185,4 +185,12 @@ if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     # torchrun stops its workers with SIGTERM: exit through the finally blocks (cache removed)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    sys.exit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # everything is written, closed and the process group destroyed: leave without the
+        # interpreter's teardown, where the communication library's C++ threads could still be
+        # joined during static destruction ("terminate called without an active exception")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -109,7 +109,8 @@ def test_cache_checks_free_disk_and_stays_out_of_kaggle_working(tmp_path, monkey
 
 # 3. validation -----------------------------------------------------------------------------------
 def test_batched_validation_equals_per_image_and_float32_metrics_float64(tmp_path):
-    from srx4.dataset import CacheView, WholeImages
+    from srx4.dataset import WholeImages
+    from srx4.image_cache import CacheView
     from srx4.models import SRResNet
     folder = make_pairs(tmp_path / "d", count=5)
     pairs, _ = scan_pairs(folder, 4)

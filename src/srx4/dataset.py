@@ -18,7 +18,7 @@
 import numpy as np
 import torch
 
-from srx4.image_cache import CacheView, ImageCache  # noqa: F401  (the datasets' inputs)
+from srx4.image_cache import ImageCache
 
 
 def _mix(z: np.ndarray) -> np.ndarray:

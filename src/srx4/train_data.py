@@ -16,9 +16,9 @@ import os
 import numpy as np
 import torch
 
-from srx4.dataset import (CacheView, EpochBatches, ImageCache, TrainPatches, WholeImages,
-                          collate_drop_none)
+from srx4.dataset import EpochBatches, TrainPatches, WholeImages, collate_drop_none
 from srx4.device_data import DevicePatches, fits, image_bytes
+from srx4.image_cache import CacheView, ImageCache
 from srx4.pairs import describe_split, save_split, scan_pairs, split_pairs
 
 GUARD_TRAIN_IMAGES = 16   # no validation split: the bicubic check scores this many training images

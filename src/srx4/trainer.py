@@ -10,7 +10,6 @@ At the end the best weights are scored on the whole validation set and checked
 against bicubic: a model worse than bicubic is reported loudly, never quietly.
 """
 import copy
-import os
 import shutil
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from srx4.checkpoint import (CHECKPOINT_NAME, MODEL_CONFIG_NAME, WEIGHTS_NAME, l
                              save_checkpoint, save_weights, set_rng_state, unwrap, write_json)
 from srx4.dataset import samples_per_epoch
 from srx4.engine import learning_rate_at, refresh_batchnorm, to_float, train_step, validate
-from srx4.infer import autocast_dtype
+from srx4.infer import autocast_dtype, prepare_model
 from srx4.models import Bicubic, build_model, count_parameters
 from srx4.runlog import SUMMARY_NAME, RunLog, bicubic_warning
 from srx4.train_data import TrainData
@@ -157,7 +156,10 @@ class Trainer:
             "split": self.data.split, "rng": rng_state()})
 
     def _validate(self, model, dataset, indices, desc):
-        return validate(model, dataset, self.device, self.cfg["scale"], self.rank, self.world, indices,
+        """Scores the inference form of `model` (BatchNorm folded, channels-last: predict.py's
+        outputs, 2x faster on a CPU) on `indices` of `dataset`."""
+        fast = prepare_model(model, fold_bn=True, channels_last=self.cfg["channels_last"])
+        return validate(fast, dataset, self.device, self.cfg["scale"], self.rank, self.world, indices,
                         self.cfg["amp"], self.cfg["amp_dtype"], desc)
 
     def _eval_ready(self):
