@@ -292,6 +292,7 @@ def main():
     names = sorted(p.name for p in test_lr.iterdir())
     for name in names[:args.predict_frames]:
         os.link(test_lr / name, subset / name)
+    shutil.rmtree(root / "pred", ignore_errors=True)
     t = time.time()
     subprocess.run([sys.executable, str(REPO / "src/predict.py"), "--input", str(subset), "--output",
                     str(root / "pred"), "--device", args.device, "--amp-dtype", args.amp_dtype],

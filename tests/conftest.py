@@ -42,7 +42,7 @@ def pairs_dir(tmp_path):
 
 
 # A tiny but real configuration: every training subprocess in the tests uses it.
-TINY = ["--num-blocks", "1", "--channels", "8", "--batch-size", "4", "--patch-size", "8",
+TINY = ["--num-blocks", "1", "--channels", "8", "--batch-size", "4", "--patch-size", "8", "--patches-per-image", "2",
         "--device", "cpu", "--threads", "1", "--sample-every", "1"]
 
 

@@ -75,7 +75,7 @@ def test_kill_minus_9_then_resume_gives_bit_identical_weights(tmp_path):
     proc.wait()
     killed_at = torch.load(ckpt, weights_only=True)   # the checkpoint survived the kill intact
     assert killed_at["samples_seen"] < torch.load(tmp_path / "logs/whole/last.ckpt", weights_only=True)["samples_seen"]
-    train(tmp_path, data, "--resume", ckpt)
+    train(tmp_path, data, *args, "--resume", ckpt)   # the same flags as the killed run
     whole, resumed = _model_state(tmp_path / "logs/whole/last.ckpt"), _model_state(ckpt)
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
     a, b = load_file(tmp_path / "logs/whole/best.safetensors"), load_file(tmp_path / "logs/killed/best.safetensors")
