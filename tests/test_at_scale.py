@@ -314,7 +314,9 @@ def test_defaults_on_one_real_frame_do_not_fall_below_bicubic_on_the_other(tmp_p
     assert "settings: " in out and "num_blocks=16" in out and "bicubic_residual=True" in out
     steps = int(list(csv.DictReader(open(tmp_path / "logs/real/metrics.csv")))[-1]["step"])
     assert 24 <= steps <= 48
-    run_script("predict.py", "--input", frames / "lr", "--output", tmp_path / "sr", "--device", "cpu", work=tmp_path)
+    (tmp_path / "test").mkdir()
+    os.symlink(frames / "lr/00034.png", tmp_path / "test/00034.png")
+    run_script("predict.py", "--input", tmp_path / "test", "--output", tmp_path / "sr", "--device", "cpu", work=tmp_path)
     truth = read_image(frames / "hr/00034.png").astype(np.float64)
     sr = read_image(tmp_path / "sr/00034.png").astype(np.float64)
     lr_t = torch.from_numpy(read_image(frames / "lr/00034.png")).permute(2, 0, 1)[None].double() / 255

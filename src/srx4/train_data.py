@@ -103,7 +103,7 @@ class TrainData:
             count = min(GUARD_TRAIN_IMAGES, t)
             chosen = np.random.default_rng([cfg["seed"], 13]).choice(t, size=count, replace=False)
             self.guard_set = WholeImages(split["train"], train_lr, train_hr)
-            self.guard_indices, self.guard_on = sorted(int(i) for i in chosen), f"{count} training images"
+            self.guard_indices, self.guard_on = sorted(int(i) for i in chosen), "training images (no validation split)"
         self._device_data(cfg)
         self._loader, self.sampler = None, None
 
