@@ -18,6 +18,8 @@ On a CUDA machine (one process, a 15 GiB cap as a T4 stand-in):
     python benchmarks/bench_full_scale.py --device cuda --nproc 1 --amp-dtype fp16 --memory-cap-gb 15
 """
 import argparse
+import csv
+import io
 import json
 import os
 import re
@@ -34,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import REPO, machine
+from common import REPO, free_port, machine
 
 SHARED = REPO.parent / "shared"
 HR_W, HR_H, SCALE = 1920, 1080, 4
@@ -153,7 +155,7 @@ class Watcher(threading.Thread):
 
 
 def log_times(train_log: Path):
-    """(seconds from the first line to 'first training step', last metrics row) of a run."""
+    """Seconds to the first training step, as the run logged it (None before it is logged)."""
     text = train_log.read_text() if train_log.is_file() else ""
     first = re.search(r"first training step after ([\d.]+) s", text)
     return float(first.group(1)) if first else None
@@ -191,13 +193,6 @@ def kill_tree(pid: int):
         except ProcessLookupError:
             pass
     return tree
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main():
@@ -265,10 +260,8 @@ def main():
     figures["peak_rss_gb"] = {r: round(v["rss"] / 1e9, 2) for r, v in sorted(watcher.ranks.items())}
     figures["peak_anon_gb"] = {r: round(v["anon"] / 1e9, 2) for r, v in sorted(watcher.ranks.items())}
     text = (run_dir / "train.log").read_text()
-    rows = [line for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
-    import csv
-    import io
-    last = list(csv.DictReader(io.StringIO((run_dir / "metrics.csv").read_text())))[-1]
+    rows = list(csv.DictReader(io.StringIO((run_dir / "metrics.csv").read_text())))
+    last = rows[-1]
     train_s, val_s, samples = float(last["train_seconds"]), float(last["val_seconds"]), int(last["samples"])
     config = json.loads((run_dir / "config.json").read_text())
     ckpt_split = json.loads((run_dir / "split.json").read_text())

@@ -31,6 +31,14 @@ def timed(fn, repeats: int = 1, sync=None):
     return best, result
 
 
+def free_port() -> int:
+    """A TCP port free now, for torchrun's rendezvous."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def machine() -> str:
     import os
     import platform

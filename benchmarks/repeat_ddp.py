@@ -16,17 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO
+from common import REPO, free_port
 
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import TINY, make_pairs  # noqa: E402
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main():

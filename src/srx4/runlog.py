@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 from srx4.checkpoint import atomic_write_text, write_csv
 
 METRIC_COLUMNS = ["epoch", "step", "samples", "train_loss", "val_psnr", "val_psnr_y", "val_ssim", "val_score",
@@ -35,7 +37,7 @@ class RunLog:
         if not self.enabled:
             return
         if echo:
-            print(message, flush=True)
+            tqdm.write(message)   # above a progress bar that is running, not through it
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         with open(self.run_dir / "train.log", "a", encoding="utf-8") as f:
             f.write("".join(f"{stamp} {line}\n" for line in message.splitlines()))
