@@ -10,6 +10,7 @@ Out: one line per run, then "N clean of M".
 """
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,7 @@ def main():
     finally:
         if hog:
             hog.kill()
+        shutil.rmtree(root, ignore_errors=True)
     print(f"{clean} clean of {args.runs}")
     return 0 if clean == args.runs else 1
 
