@@ -35,13 +35,6 @@ def broadcast_buffers(model, world: int):
             dist.broadcast(buffer, src=0)
 
 
-def broadcast_params(model, world: int):
-    """Copy rank 0's parameters to every rank (weights that only rank 0 read from disk)."""
-    if world > 1:
-        for param in model.parameters():
-            dist.broadcast(param.data, src=0)
-
-
 def barrier(world: int):
     if world > 1:
         dist.barrier()

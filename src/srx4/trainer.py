@@ -9,7 +9,6 @@ so a killed and resumed run ends with the same weights as an unbroken one.
 At the end the best weights are scored on the whole validation set and checked
 against bicubic: a model worse than bicubic is reported loudly, never quietly.
 """
-import copy
 import shutil
 import time
 from pathlib import Path
@@ -296,12 +295,9 @@ class Trainer:
         """The best weights and bicubic on the guard set (all validation images, or some training
         images without validation). Returns (model metrics, bicubic metrics)."""
         data = self.data
-        best = copy.deepcopy(self.plain_model)
-        if (self.run_dir / WEIGHTS_NAME).is_file():
-            source, _ = load_model(self.run_dir / WEIGHTS_NAME)
-            load_state(best, source.state_dict(), str(self.run_dir / WEIGHTS_NAME))
-        distributed.broadcast_buffers(best, self.world)
-        distributed.broadcast_params(best, self.world)
+        best = self.plain_model
+        if (self.run_dir / WEIGHTS_NAME).is_file():        # rank 0 wrote them; every rank reads them
+            best, _ = load_model(self.run_dir / WEIGHTS_NAME, device=self.device)
         model_metrics, _ = self._validate(best, data.guard_set, data.guard_indices, "final check")
         bicubic = self._validate(Bicubic(self.cfg["scale"]).to(self.device), data.guard_set, data.guard_indices,
                                  "final check (bicubic)")[0]
