@@ -1,39 +1,57 @@
-"""Benchmark a model the way the SR papers do: PSNR / SSIM on Y, border = scale.
+"""Benchmark a model the way the SR papers do: the paper protocol of `srx4/scoring.py`
+(PSNR / SSIM on Y of BT.601, `scale` pixels shaved, 11x11 Gaussian SSIM).
 
 In:  --weights FILE_OR_RUN_DIR (or --model bicubic); --data one or more benchmark
      folders, each with HR/ and LR_x4/ (or HR/ alone: LR is then made with the
-     MATLAB-compatible resize). Grey images are scored on their own grey values.
+     MATLAB-compatible resize). A bare name (Set5, Set14) is one of the sets
+     shipped under benchmarks/. Grey images are scored on their own grey values
+     (the grey rule in scoring.py).
 Out: a table per set with the bicubic row beside the model's, printed and
-     written as CSV and Markdown (--output, default logs/eval/<model>).
+     written as CSV and Markdown, and every image's figures in images.csv
+     (--output, default logs/eval/<model>).
 
-    python src/evaluate.py --model bicubic --data ../shared/benchmarks/Set5 ../shared/benchmarks/Set14
-    python src/evaluate.py --weights logs/srresnet_a --data ../shared/benchmarks/Set5 --tta
+    python src/evaluate.py --model bicubic --data Set5 Set14
+    python src/evaluate.py --weights logs/srresnet_a --data Set5 Set14 --tta
 """
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import pandas as pd
 
 from srx4 import paths
-from srx4.checkpoint import WeightsError, atomic_write_text, load_model, write_csv
+from srx4.checkpoint import WeightsError, atomic_write_text, load_model
 from srx4.config import option, parse_config
-from srx4.images import list_images, read_image, to_tensor
+from srx4.images import ImageError, list_images, read_image, to_tensor, to_uint8
 from srx4.imresize import imresize, modcrop
 from srx4.infer import resolve_device, super_resolve
-from srx4.metrics import psnr, ssim
-from srx4.models import Bicubic
+from srx4.progress import progress
+from srx4.scoring import PAPER, bicubic_prediction, score_images
+
+SHIPPED_SETS = paths.REPO / "benchmarks"
 
 
 @dataclass
 class EvaluateConfig:
     weights: str = option("", "weights file or run folder")
     model: str = option("", "'bicubic' to evaluate the baseline alone", choices=["", "bicubic"])
-    data: list = option([], "benchmark folders (each with HR/ and LR_x<scale>/ or HR/ alone)")
+    data: list = option([], "benchmark folders (each with HR/ and LR_x<scale>/ or HR/ alone), or Set5 / Set14")
     scale: int = option(4, "scale (weights carry their own)")
     tta: bool = option(False, "x8 self-ensemble")
     device: str = option("auto", "auto, cpu or cuda")
-    output: str = option("", "folder for table.csv and table.md (default: logs/eval/<name>)")
+    output: str = option("", "folder for table.csv, table.md and images.csv (default: logs/eval/<name>)")
+    quiet: bool = option(False, "no progress bar")
+
+
+def benchmark_folder(name: str) -> Path:
+    """A folder as given, else a set shipped under benchmarks/ (Set5, Set14)."""
+    folder = Path(name)
+    if not folder.is_dir() and (SHIPPED_SETS / name / "HR").is_dir():
+        return SHIPPED_SETS / name
+    if not (folder / "HR").is_dir():
+        shipped = sorted(p.name for p in SHIPPED_SETS.iterdir() if (p / "HR").is_dir())
+        raise FileNotFoundError(f"{folder / 'HR'}: no HR folder (shipped sets: {', '.join(shipped)})")
+    return folder
 
 
 def load_pair(hr_path: Path, lr_dir: Path, scale: int):
@@ -45,28 +63,22 @@ def load_pair(hr_path: Path, lr_dir: Path, scale: int):
 
 
 def run_model(model, lr, device, tta: bool):
-    """uint8 LR (H, W[, 3]) -> float64 SR (C, sH, sW) in [0, 1], rounded to 8 bits like a saved PNG.
-    A grey image goes through the model as RGB and comes back as the mean of its channels."""
-    x = to_tensor(lr).to(device)                                             # (1 or 3, H, W)
-    x = x.expand(3, -1, -1)                                                  # (3, H, W)
-    sr = super_resolve(model, x[None].contiguous(), amp=False, tta=tta)[0].clamp(0, 1).cpu()
-    sr = sr.double().mean(0, keepdim=True) if lr.ndim == 2 else sr.double()   # grey back to one channel
-    return (sr * 255).round() / 255
+    """uint8 LR (H, W[, 3]) -> uint8 SR (sH, sW, 3), as predict.py would write it.
+    A grey image goes through the model as three equal channels."""
+    x = to_tensor(lr).to(device).expand(3, -1, -1)                          # (3, H, W)
+    return to_uint8(super_resolve(model, x[None].contiguous(), amp=False, tta=tta)[0])
 
 
-def evaluate_set(models: dict, folder: Path, scale: int, device, tta: bool):
-    """{model name: (mean PSNR, mean SSIM)} on one benchmark folder, Y channel, crop = scale."""
-    hr_dir, lr_dir = folder / "HR", folder / f"LR_x{scale}"
-    if not hr_dir.is_dir():
-        raise FileNotFoundError(f"{hr_dir}: no HR folder")
-    results = {name: [] for name in models}
-    for hr_path in list_images(hr_dir):
+def evaluate_set(model, folder: Path, scale: int, device, tta: bool, quiet: bool) -> list:
+    """One row per image: set, image, psnr_y and ssim_y for bicubic and (if any) the model."""
+    lr_dir = folder / f"LR_x{scale}"
+    rows = []
+    for hr_path in progress(list_images(folder / "HR"), desc=folder.name, unit="img", quiet=quiet, leave=False):
         lr, hr = load_pair(hr_path, lr_dir, scale)
-        hr_t = to_tensor(hr, torch.float64)
-        for name, model in models.items():
-            sr = run_model(model, lr, device, tta and name != "bicubic")
-            results[name].append((psnr(sr, hr_t, scale, True).item(), ssim(sr, hr_t, scale, True).item()))
-    return {name: (sum(p for p, _ in r) / len(r), sum(s for _, s in r) / len(r), len(r)) for name, r in results.items()}
+        predictions = [bicubic_prediction(lr, scale)] + ([run_model(model, lr, device, tta)] if model else [])
+        for label, scores in zip(("bicubic", "model"), score_images(predictions, hr, [PAPER], scale)):
+            rows.append({"set": folder.name, "image": hr_path.name, "model": label, **scores})
+    return rows
 
 
 def main(argv=None):
@@ -74,32 +86,38 @@ def main(argv=None):
     device = resolve_device(config.device)
     try:
         if not config.data:
-            raise FileNotFoundError("--data: give one or more benchmark folders (HR/ and LR_x4/)")
-        models, name, scale = {"bicubic": Bicubic(config.scale).to(device)}, "bicubic", config.scale
+            raise FileNotFoundError("--data: give one or more benchmark folders (HR/ and LR_x4/), or Set5 Set14")
+        model, name, scale = None, "bicubic", config.scale
         if config.model != "bicubic":
             if not config.weights:
                 raise WeightsError("--weights or --model bicubic is required")
-            model, model_config = load_model(config.weights, device=device)
+            model, _ = load_model(config.weights, device=device)
             scale = model.scale
-            models = {"bicubic": Bicubic(scale).to(device), "model": model}
             name = Path(config.weights).stem if Path(config.weights).is_file() else Path(config.weights).name
         rows = []
-        for folder in map(Path, config.data):
-            for label, (p, s, n) in evaluate_set(models, folder, scale, device, config.tta).items():
-                rows.append({"set": folder.name, "model": name if label == "model" else "bicubic",
-                             "images": n, "psnr_y": round(p, 3), "ssim_y": round(s, 4)})
-    except (FileNotFoundError, WeightsError) as err:
+        for folder in map(benchmark_folder, config.data):
+            rows += evaluate_set(model, folder, scale, device, config.tta, config.quiet)
+    except (FileNotFoundError, WeightsError, ImageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    images = pd.DataFrame(rows)
+    if images.empty:
+        print("error: no HR images in the benchmark folders", file=sys.stderr)
+        return 2
+    images["model"] = images["model"].replace({"model": name})
+    table = (images.groupby(["set", "model"], sort=False)
+             .agg(images=("image", "size"), psnr_y=("psnr_y", "mean"), ssim_y=("ssim_y", "mean")).reset_index())
+    tta = " +TTA" if config.tta else ""
     lines = ["| set | model | images | PSNR (Y, dB) | SSIM (Y) |", "|---|---|---|---|---|"]
-    lines += [f"| {r['set']} | {r['model']}{' +TTA' if config.tta and r['model'] != 'bicubic' else ''} | "
-              f"{r['images']} | {r['psnr_y']:.2f} | {r['ssim_y']:.4f} |" for r in rows]
-    table = "\n".join(lines)
-    print(f"x{scale}, Y channel (BT.601), {scale} px border shaved\n{table}")
+    lines += [f"| {r.set} | {r.model}{tta if r.model != 'bicubic' else ''} | {r.images} | {r.psnr_y:.2f} | "
+              f"{r.ssim_y:.4f} |" for r in table.itertuples()]
+    markdown = "\n".join(lines)
+    print(f"x{scale}, {PAPER.describe(scale)}\n{markdown}")
     out_dir = Path(config.output) if config.output else paths.logs_dir() / "eval" / name
-    write_csv(out_dir / "table.csv", rows, list(rows[0]))
-    atomic_write_text(out_dir / "table.md", table + "\n")
-    print(f"written: {out_dir}/table.csv, table.md")
+    atomic_write_text(out_dir / "table.csv", table.round({"psnr_y": 4, "ssim_y": 5}).to_csv(index=False))
+    atomic_write_text(out_dir / "images.csv", images.to_csv(index=False, float_format="%.9f"))
+    atomic_write_text(out_dir / "table.md", markdown + "\n")
+    print(f"written: {out_dir}/table.csv, table.md, images.csv")
     return 0
 
 

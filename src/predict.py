@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from srx4 import paths
 from srx4.checkpoint import WeightsError, load_model, resolve_weights, write_json
-from srx4.config import option, parse_config
+from srx4.config import CHANNELS_LAST_HELP, option, parse_config
 from srx4.images import ImageError, image_size, list_images, read_image, to_uint8_batch, write_png
 from srx4.imresize import resize_tensor
 from srx4.infer import AMP_DTYPES, prepare_model, resolve_device, super_resolve
@@ -63,7 +63,7 @@ class PredictConfig:
     amp_dtype: str = option("auto", "autocast dtype on CUDA: auto (bf16 from compute capability 8.0, "
                                     "else fp16: a T4 is 7.5), bf16 or fp16", choices=AMP_DTYPES)
     fold_bn: bool = option(True, "fold BatchNorm into the convolutions (same outputs, faster)")
-    channels_last: bool = option(True, "channels-last memory format (faster convolutions on CPU and GPU)")
+    channels_last: bool = option(True, CHANNELS_LAST_HELP)
 
 
 def file_digest(path: Path) -> str:

@@ -9,19 +9,18 @@ Out: OUT/hr/NAME.png (cropped to a multiple of the scale) and OUT/lr/NAME.png
     python src/prepare_data.py --hr ../shared/train/T91 --out data/train
     python src/prepare_data.py --hr DIV2K_train_HR --out data/div2k --crop-size 480 --step 240
 
-Re-running skips sources whose outputs already exist; unreadable files are
-named and skipped.
+Re-running skips sources whose outputs already exist; unreadable files and
+photos smaller than --crop-size are named, counted and skipped.
 """
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from srx4.config import option, parse_config
 from srx4.images import ImageError, list_images, read_image, write_png
 from srx4.imresize import imresize, modcrop
+from srx4.progress import progress
 
 
 @dataclass
@@ -47,16 +46,18 @@ def boxes(h, w, size, step, scale):
 
 
 def prepare_one(job):
-    """Write the pairs of one HR photo. Returns (name, pairs written, error or None)."""
+    """Write the pairs of one HR photo. Returns (name, pairs written, error or None, too small)."""
     path, out, scale, size, step = job
     path, out = Path(path), Path(out)
     first = out / "lr" / (f"{path.stem}_s001.png" if size else f"{path.stem}.png")
     if first.is_file():
-        return path.name, 0, None
+        return path.name, 0, None, False
     try:
         hr = modcrop(read_image(path), scale)
     except ImageError as err:
-        return path.name, 0, str(err)
+        return path.name, 0, str(err), False
+    if size and min(hr.shape[:2]) < size:
+        return f"{path} ({hr.shape[1]}x{hr.shape[0]})", 0, None, True
     lr = imresize(hr, 1 / scale)  # the whole photo, so sub-images have no resize border effects
     if not size:
         items = [(path.stem, hr, lr)]
@@ -67,7 +68,7 @@ def prepare_one(job):
     for name, hr_piece, lr_piece in reversed(items):  # the _s001 marker file is written last
         write_png(out / "hr" / f"{name}.png", hr_piece)
         write_png(out / "lr" / f"{name}.png", lr_piece)
-    return path.name, len(items), None
+    return path.name, len(items), None, False
 
 
 def main(argv=None):
@@ -78,15 +79,20 @@ def main(argv=None):
         return 2
     size = config.crop_size - config.crop_size % config.scale
     jobs = [(str(p), config.out, config.scale, size, config.step or size) for p in list_images(hr_dir)]
-    written, failed = 0, []
+    written, failed, small = 0, [], []
     with ProcessPoolExecutor(config.workers or None) as pool:
-        for name, count, error in tqdm(pool.map(prepare_one, jobs, chunksize=4), total=len(jobs), unit="img"):
+        for name, count, error, too_small in progress(pool.map(prepare_one, jobs, chunksize=4), total=len(jobs),
+                                                       desc="prepare", unit="img"):
             written += count
             if error:
                 failed.append(error)
                 print(f"skipped: {error}", file=sys.stderr)
+            if too_small:
+                small.append(name)
+                print(f"skipped: {name} is smaller than --crop-size {size}", file=sys.stderr)
     print(f"{len(jobs)} HR images -> {written} new pairs in {config.out}/{{hr,lr}}"
-          + (f"; {len(failed)} unreadable" if failed else ""))
+          + (f"; {len(failed)} unreadable" if failed else "")
+          + (f"; {len(small)} smaller than --crop-size {size} (named above)" if small else ""))
     return 1 if failed and len(failed) == len(jobs) else 0
 
 

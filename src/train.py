@@ -3,7 +3,7 @@
 In:  --data DIR holding lr/NAME and hr/NAME (default: data/train, the competition
      folders under /kaggle/input on Kaggle, else the bundled demo built from
      scikit-image's photos).
-Out: logs/<run>/ best.safetensors + model.json (best validation RGB PSNR),
+Out: logs/<run>/ best.safetensors + model.json (best validation RGB PSNR, or score with --select),
      last.ckpt (resumable), config.json, split.json, hygiene.json, train.log,
      metrics.csv, curves.png, samples/epoch_NNN.png.
 
@@ -23,7 +23,7 @@ import torch
 
 from srx4 import distributed, paths
 from srx4.checkpoint import WeightsError, load_checkpoint
-from srx4.config import given_fields, option, parse_config
+from srx4.config import CHANNELS_LAST_HELP, given_fields, option, parse_config
 from srx4.image_cache import CacheError
 from srx4.infer import AMP_DTYPES, resolve_device
 from srx4.trainer import RunStopped, Trainer, run_dir_for
@@ -73,7 +73,7 @@ class TrainConfig:
                                     "GradScaler: a T4 is 7.5), bf16 or fp16", choices=AMP_DTYPES)
     gpu_memory_gb: float = option(0.0, "use at most this much GPU memory (0 = all), e.g. 15 to rehearse a 16 GB "
                                        "T4 on a larger GPU")
-    channels_last: bool = option(True, "channels-last memory format on CUDA")
+    channels_last: bool = option(True, CHANNELS_LAST_HELP)
     compile: bool = option(False, "torch.compile the model (CUDA; slower start, faster steps)")
     device_data: str = option("auto", "hold the training images on the GPU as uint8 and crop there: auto (when "
                                       "they fit in half the free GPU memory), on, off (DataLoader workers)",
@@ -83,7 +83,9 @@ class TrainConfig:
     threads: int = option(0, "CPU threads for torch (0 = torch's default)")
     checkpoint_every: int = option(500, "also write last.ckpt every N steps (0 = only at epoch ends)")
     sample_every: int = option(5, "write an LR | bicubic | SR | HR picture every N epochs")
-    patience: int = option(0, "stop after N epochs without a better validation PSNR (0 = never)")
+    select: str = option("psnr", "what picks the best weights (and --patience watches): psnr, or score = "
+                                 "PSNR + 40 SSIM (the GNR638 leaderboard's figure)", choices=["psnr", "score"])
+    patience: int = option(0, "stop after N epochs without a better validation figure (--select) (0 = never)")
     time_limit: float = option(0.0, "stop cleanly after this many hours, with the learning rate annealed to that "
                                     "point and a last validation (0 = none)")
     max_bad_steps: int = option(20, "stop when this many steps in a row have a non-finite loss")

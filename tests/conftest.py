@@ -13,6 +13,7 @@ from srx4.imresize import imresize
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+BENCHMARKS = REPO / "benchmarks"     # Set5 and Set14, shipped with the repo
 
 
 def photo_crops(count: int, hr_side: int):

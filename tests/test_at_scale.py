@@ -21,7 +21,7 @@ from srx4.dataset import EpochBatches, samples_per_epoch
 from srx4.engine import learning_rate_at, size_batches, validate
 from srx4.image_cache import CacheError, ImageCache
 from srx4.infer import amp_dtype_for, autocast_dtype
-from srx4.metrics import image_metrics
+from srx4.scoring import validation_metrics
 from srx4.pairs import scan_pairs, split_pairs
 from srx4.train_data import worker_count
 
@@ -127,7 +127,7 @@ def test_batched_validation_equals_per_image_and_float32_metrics_float64(tmp_pat
     assert all(abs(one[k] - batched[k]) < 1e-4 for k in ("psnr", "psnr_y", "ssim", "score"))   # float32 sums
     assert [len(b) for b in size_batches(range(5), lambda i: (1,) if i < 3 else (2,), 2)] == [2, 1, 2]
     sr, hr = (torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(k)) for k in (1, 2))
-    f64, f32 = image_metrics(sr, hr, 4), image_metrics(sr, hr, 4, torch.float32)
+    f64, f32 = validation_metrics(sr, hr, 4, torch.float64), validation_metrics(sr, hr, 4, torch.float32)
     assert (f64 - f32.double()).abs()[:, [0, 1]].max() < 1e-4        # dB
     assert (f64 - f32.double()).abs()[:, 2].max() < 1e-5             # SSIM
 

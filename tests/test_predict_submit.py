@@ -151,16 +151,19 @@ def test_evaluate_bicubic_reproduces_the_published_table(tmp_path):
     assert (tmp_path / "table.md").read_text().count("|") > 10
 
 
-@needs_shared("train/T91")
 def test_prepare_data_makes_pairs_train_accepts(tmp_path):
+    from conftest import photo_crops
+    from srx4.images import write_png
     hr_dir = tmp_path / "hr_src"
-    hr_dir.mkdir()
-    for p in sorted((SHARED / "train" / "T91").glob("*.png"))[:4]:
-        (hr_dir / p.name).write_bytes(p.read_bytes())
-    run_script("prepare_data.py", "--hr", hr_dir, "--out", tmp_path / "pairs", "--crop-size", "64", "--step", "64",
-               "--workers", "2", work=tmp_path)
+    for k, photo in enumerate(photo_crops(4, 128)):
+        write_png(hr_dir / f"photo_{k}.png", photo)
+    write_png(hr_dir / "tiny.png", photo_crops(1, 40)[0])                 # smaller than --crop-size
+    first = run_script("prepare_data.py", "--hr", hr_dir, "--out", tmp_path / "pairs", "--crop-size", "64",
+                       "--step", "64", "--workers", "2", work=tmp_path)
+    assert "tiny.png (40x40) is smaller than --crop-size 64" in first.stderr
+    assert "5 HR images -> 16 new pairs" in first.stdout and "1 smaller than --crop-size 64" in first.stdout
     names = sorted(p.name for p in (tmp_path / "pairs" / "lr").iterdir())
-    assert names and all("_s" in n for n in names)
+    assert len(names) == 16 and all("_s" in n for n in names) and not any("tiny" in n for n in names)
     again = run_script("prepare_data.py", "--hr", hr_dir, "--out", tmp_path / "pairs", "--crop-size", "64",
                        "--workers", "2", work=tmp_path)
     assert "0 new pairs" in again.stdout

@@ -126,13 +126,19 @@ def test_hostile_training_folder_is_reported_and_the_run_finishes(tmp_path):
     report = json.loads((tmp_path / "logs/h/hygiene.json").read_text())
     named = " ".join(n for names in report["problems"].values() for n in names)
     for bad in ("zero.png", "truncated.png", "corrupt_idat.png", "text.png", "lr/x.png", "lr/.DS_Store",
-                "hr/Thumbs.db", "lr_only.png", "hr_only.png", "wrong_size.png", "tiny.png"):
+                "hr/Thumbs.db", "lr_only.png", "hr_only.png", "wrong_size.png"):
         assert bad in named, bad
     split = json.loads((tmp_path / "logs/h/split.json").read_text())
     used = set(split["train"] + split["val"])
     for fine in ("grey mode.png", "palette_é.png", "rgba.png", "deep16.png", "jpeg_bytes.png"):
         assert fine in used, fine
-    assert "tiny.png" in split["val"]
+    # tiny.png is used (for validation), so it is a note, not among the files left out
+    assert "tiny.png" in split["val"] and "tiny.png" not in named
+    assert report["notes"] == {"smaller than the 8px patch (validation only)": ["tiny.png"]}
+    # the undecodable pairs are counted once, as left out, and not among the pairs used
+    assert report["used"] == len(used) - 2 and "hr/truncated.png" in named and "hr/corrupt_idat.png" in named
+    assert f"{report['used']} pairs used" in out.stdout
+    assert "[ WARN" not in out.stdout + out.stderr                   # OpenCV's own lines stay out
     assert "best validation PSNR" in out.stdout
 
     # the training set held "on the device" (the CPU here) gives the same run, bit for bit

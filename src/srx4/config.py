@@ -14,11 +14,26 @@ import dataclasses
 import typing
 
 
+CHANNELS_LAST_HELP = ("channels-last memory format, faster convolutions (training steps: on CUDA only; "
+                      "validation and prediction: on CPU and GPU)")
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help with each option's default, once: not where the help text already says its
+    default (or argparse's BooleanOptionalAction added one), not for an empty default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, "", [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 def build_parser(config_class, description: str, positional: str = None) -> argparse.ArgumentParser:
     # allow_abbrev=False: `--epoch 7` is an error, not a silent `--epochs 7` that `given_fields`
     # (and so --resume and the demo preset) would not see as given
     parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsFormatter)
     hints = typing.get_type_hints(config_class)
     for f in dataclasses.fields(config_class):
         kind = hints[f.name]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from srx4.infer import super_resolve
-from srx4.metrics import METRIC_NAMES, image_metrics
+from srx4.scoring import VALIDATION_COLUMNS as METRIC_NAMES, validation_metrics
 
 
 def learning_rate_at(step: float, total_steps: float, base: float, schedule: str, warmup: int = 0,
@@ -145,7 +145,7 @@ def validate(model, dataset, device, scale: int, rank=0, world=1, indices=None, 
         hr = to_float(torch.stack([s[2] for s in kept]), device)             # (n, 3, sh, sw)
         sr = super_resolve(model, lr, amp=amp, amp_dtype=amp_dtype).clamp(0, 1)   # (n, 3, sh, sw)
         sr = sr.mul(255).round().div(255)                    # scored as the PNG it would become
-        sums[:len(METRIC_NAMES)] += image_metrics(sr, hr, scale, metric_dtype).sum(dim=0).double()
+        sums[:len(METRIC_NAMES)] += validation_metrics(sr, hr, scale, metric_dtype).sum(dim=0).double()
         sums[-2] += len(kept)
         if first is None and rank == 0:
             first = (lr[0], sr[0], hr[0])

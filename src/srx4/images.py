@@ -2,7 +2,8 @@
 
 On disk: PNG (or any format OpenCV decodes), any mode: RGB, RGBA, L, LA, P
 (palette), 8 or 16 bit. In memory after `read_image`: a uint8 numpy array,
-(H, W, 3) RGB, or (H, W) when `keep_grey=True` and the file is grey.
+(H, W, 3) RGB, or (H, W) when `keep_grey=True` and the file is grey (grey or
+grey + alpha; the alpha is dropped, as it is for RGBA).
 In tensors: float32, RGB, NCHW, range [0, 1] (`to_tensor` / `to_uint8`).
 
 Writes are atomic: a temp file in the same folder, flushed, then renamed, so a
@@ -20,14 +21,27 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 cv2.setNumThreads(1)  # decoding runs in our own worker threads/processes
+# OpenCV's own "[ WARN:0@...] PNG input buffer is incomplete" lines: our ImageError already names the file
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 class ImageError(ValueError):
     """A file that is not a decodable image; the message names the file."""
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_is_grey(data: bytes) -> bool:
+    """True for a grey or grey + alpha PNG (IHDR colour type 0 or 4): OpenCV decodes
+    grey + alpha as four channels, so only the header tells it from colour."""
+    return data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) > 25 and data[25] in (0, 4)
+
+
 def decode_image(data: bytes, name: str = "<bytes>", keep_grey=False, keep_alpha=False):
     """Decode encoded image bytes to uint8 RGB (H, W, 3), grey (H, W) or RGBA (H, W, 4)."""
+    if data[:8] == PNG_SIGNATURE and data.rfind(b"IEND", max(0, len(data) - 1024)) < 0:
+        raise ImageError(f"{name}: truncated PNG (no IEND chunk)")
     buffer = np.frombuffer(data, dtype=np.uint8)
     img = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
     if img is None:
@@ -40,11 +54,9 @@ def decode_image(data: bytes, name: str = "<bytes>", keep_grey=False, keep_alpha
         img = img[:, :, 0]
     if img.ndim == 2:
         return img if keep_grey else np.repeat(img[:, :, None], 3, axis=2)
-    if img.shape[2] == 2:  # grey + alpha
-        grey, alpha = img[:, :, 0], img[:, :, 1]
-        rgb = np.repeat(grey[:, :, None], 3, axis=2)
-        return np.dstack([rgb, alpha]) if keep_alpha else (grey if keep_grey else rgb)
     if img.shape[2] == 4:
+        if keep_grey and not keep_alpha and png_is_grey(data):   # grey + alpha: B = G = R
+            return np.ascontiguousarray(img[:, :, 0])
         rgba = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
         return rgba if keep_alpha else np.ascontiguousarray(rgba[:, :, :3])
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

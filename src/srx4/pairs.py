@@ -31,13 +31,17 @@ class Pair:
 
 @dataclass
 class Hygiene:
-    """What was left out of a data folder, and why."""
+    """What was left out of a data folder, and why; and what is used with a remark."""
     folder: str
     used: int = 0
-    problems: dict = field(default_factory=dict)  # reason -> [file names]
+    problems: dict = field(default_factory=dict)  # reason -> [file names] left out
+    notes: dict = field(default_factory=dict)     # remark -> [pair names] used, but not as the others
 
     def add(self, reason: str, name: str):
         self.problems.setdefault(reason, []).append(name)
+
+    def note(self, remark: str, name: str):
+        self.notes.setdefault(remark, []).append(name)
 
     def summary(self, first: int = 5) -> str:
         lines = [f"data {self.folder}: {self.used} pairs used, "
@@ -45,10 +49,13 @@ class Hygiene:
         for reason, names in sorted(self.problems.items()):
             shown = ", ".join(names[:first]) + (" ..." if len(names) > first else "")
             lines.append(f"  {len(names)} {reason}: {shown}")
+        for remark, names in sorted(self.notes.items()):
+            shown = ", ".join(names[:first]) + (" ..." if len(names) > first else "")
+            lines.append(f"  used, {remark}: {len(names)}: {shown}")
         return "\n".join(lines)
 
     def to_dict(self):
-        return {"folder": self.folder, "used": self.used, "problems": self.problems}
+        return {"folder": self.folder, "used": self.used, "problems": self.problems, "notes": self.notes}
 
 
 def _image_files(folder: Path, side: str, hygiene: Hygiene) -> dict:

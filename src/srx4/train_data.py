@@ -50,7 +50,7 @@ class TrainData:
                 split["train"] = [n for n in split["train"] if n not in small]
                 split["val"] = sorted(split["val"] + small)
                 for n in small:
-                    hygiene.add(f"smaller than the {cfg['patch_size']}px patch (validation only)", n)
+                    hygiene.note(f"smaller than the {cfg['patch_size']}px patch (validation only)", n)
         missing = [n for n in split["train"] + split["val"] if n not in by_name]
         if missing:
             raise FileNotFoundError(f"{cfg['data']}: {len(missing)} files of split.json are gone, e.g. {missing[0]}")
@@ -74,10 +74,12 @@ class TrainData:
         n = len(names)
         train_lr, train_hr = CacheView(cache, range(t)), CacheView(cache, range(n, n + t))
         val_lr, val_hr = CacheView(cache, range(t, n)), CacheView(cache, range(n + t, 2 * n))
-        for path in sorted(cache.failures):
-            hygiene.add("undecodable (skipped and counted as dropped)", os.path.basename(path))
-        failed = {os.path.basename(p) for p in cache.failures}
-        hygiene.used = len([n for n in names if n not in failed])
+        # a pair with an undecodable side is left out (named once, by the file that failed)
+        failed_pairs = sorted({k % n for k, path in enumerate(cache.paths) if path in cache.failures})
+        for k in failed_pairs:
+            side = "lr" if cache.paths[k] in cache.failures else "hr"
+            hygiene.add("undecodable (skipped and counted as dropped)", f"{side}/{names[k]}")
+        hygiene.used = n - len(failed_pairs)
         self.hygiene = hygiene
         log(hygiene.summary())
         log.write_hygiene(hygiene, {"split": {"train": t, "val": v}})

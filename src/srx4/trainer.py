@@ -28,6 +28,7 @@ from srx4.train_data import TrainData
 
 
 REFRESH_EPOCH = 2**31 - 1
+SELECT_LABELS = {"psnr": "PSNR", "score": "score (PSNR + 40 SSIM)"}   # --select: what picks the best weights
 
 
 class RunStopped(RuntimeError):
@@ -69,7 +70,8 @@ class Trainer:
         self.samples_in_epoch = state.get("samples_in_epoch", 0)
         self.samples_seen = state.get("samples_seen", 0)
         self.step = self.samples_seen // (cfg["batch_size"] * world)     # this process's steps
-        self.best = state.get("best", {"psnr": float("-inf"), "epoch": 0})
+        self.select = cfg.get("select", "psnr")     # the validation figure that picks the best weights
+        self.best = state.get("best", {self.select: float("-inf"), "epoch": 0})
         self.bicubic = state.get("bicubic")
         self.since_best = state.get("since_best", 0)
         if checkpoint:
@@ -191,7 +193,8 @@ class Trainer:
         if self.bicubic is None and has_val:
             self.bicubic, _ = self._validate(Bicubic(cfg["scale"]).to(self.device), data.val_set, data.val_subset,
                                              "bicubic")
-            log(f"bicubic on the {len(data.val_subset)} validation images scored each epoch: PSNR "
+            dropped = f" ({self.bicubic['dropped']} undecodable left out)" if self.bicubic["dropped"] else ""
+            log(f"bicubic on the {self.bicubic['images']} validation images scored each epoch{dropped}: PSNR "
                 f"{self.bicubic['psnr']:.3f} dB, score {self.bicubic['score']:.3f}")
         limit_s = cfg["time_limit"] * 3600
         first_step = self.step + 1
@@ -244,7 +247,7 @@ class Trainer:
             train_s = time.time() - epoch_start
             last_val_s = self._end_epoch(epoch, losses, dropped, skipped, has_val, train_s, finished=not stopped)
             if not stopped and cfg["patience"] and self.since_best >= cfg["patience"]:
-                stopped = f"no better validation PSNR for {cfg['patience']} epochs (--patience)"
+                stopped = f"no better validation {SELECT_LABELS[self.select]} for {cfg['patience']} epochs (--patience)"
         distributed.barrier(self.world)
         self._summary(stopped)
 
@@ -257,9 +260,9 @@ class Trainer:
         self._eval_ready()
         metrics, first = (self._validate(self.plain_model, data.val_set, data.val_subset, "validate")
                           if has_val else ({}, None))
-        improved = (not has_val) or metrics["psnr"] > self.best["psnr"]
+        improved = (not has_val) or metrics[self.select] > self.best.get(self.select, float("-inf"))
         if improved:
-            self.best = {"psnr": metrics.get("psnr", float("nan")), "epoch": epoch + 1, **metrics}
+            self.best = {self.select: metrics.get(self.select, float("nan")), "epoch": epoch + 1, **metrics}
             self.since_best = 0
             if self.is_main:
                 save_weights(self.run_dir / WEIGHTS_NAME, self.plain_model, self.model_config)
@@ -312,9 +315,10 @@ class Trainer:
         data = self.data
         subset = len(data.val_subset) < len(data.val_set)
         if self.bicubic and self.best.get("epoch"):
-            log(f"best validation PSNR {self.best['psnr']:.3f} dB at epoch {self.best['epoch']}"
+            key = self.select
+            log(f"best validation {SELECT_LABELS[key]} {self.best[key]:.3f} at epoch {self.best['epoch']}"
                 + (f" on the {len(data.val_subset)}-image subset scored each epoch" if subset else "")
-                + f" vs bicubic {self.bicubic['psnr']:.3f} dB ({self.best['psnr'] - self.bicubic['psnr']:+.3f} dB)")
+                + f" vs bicubic {self.bicubic[key]:.3f} ({self.best[key] - self.bicubic[key]:+.3f})")
         log(f"best weights on {data.guard_on} ({final['images']} images): PSNR {final['psnr']:.3f} dB vs bicubic "
             f"{bicubic['psnr']:.3f} dB ({gain:+.3f} dB); score {final['score']:.3f} vs {bicubic['score']:.3f}")
         worse = gain < 0
