@@ -42,10 +42,31 @@ def test_tiled_inference_equals_whole_image(config):
     assert (tiled - whole).abs().max().item() <= 1 / 255 / 10
 
 
-def test_tta_of_a_symmetric_model_is_unchanged():
-    model = build_model({"name": "bicubic", "scale": 4})
+def test_tta_is_the_mean_of_the_eight_transforms():
+    """A model that is not flip- or transpose-symmetric: TTA must equal the mean over the 8
+    dihedral transforms (each undone on the output), computed here, and differ from one pass."""
+    torch.manual_seed(0)
+    model = SRResNet(4, num_blocks=1, channels=8).eval()
+    for p in model.parameters():
+        p.data.add_(torch.randn_like(p) * 0.1)
     lr = torch.rand(1, 3, 12, 9)
-    assert torch.allclose(super_resolve(model, lr, tile=0, tta=True), super_resolve(model, lr, tile=0), atol=1e-5)
+    outputs = []
+    for transpose in (False, True):
+        for flip_h in (False, True):
+            for flip_w in (False, True):
+                x = lr.transpose(2, 3) if transpose else lr
+                x = x.flip(2) if flip_h else x
+                x = x.flip(3) if flip_w else x
+                with torch.no_grad():
+                    y = model(x)
+                y = y.flip(3) if flip_w else y
+                y = y.flip(2) if flip_h else y
+                outputs.append(y.transpose(2, 3) if transpose else y)
+    expected = torch.stack(outputs).mean(dim=0)
+    plain = super_resolve(model, lr, tile=0)
+    tta = super_resolve(model, lr, tile=0, tta=True)
+    assert (tta - expected).abs().max().item() < 1e-5
+    assert (tta - plain).abs().max().item() > 1e-3
 
 
 def test_fast_inference_path_equals_the_plain_one():

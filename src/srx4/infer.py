@@ -11,6 +11,7 @@ import copy
 import math
 
 import torch
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch import nn
 
 BYTES_PER_LR_PIXEL = {"srresnet": 64 * 4 * 60, "srcnn": 64 * 4 * 16 * 4, "bicubic": 4 * 16 * 8}
@@ -67,7 +68,8 @@ def auto_tile(model, height: int, width: int, batch: int, device) -> int:
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of an eval-mode model with every Conv2d -> BatchNorm2d pair in a
-    Sequential merged into one Conv2d (same outputs, one pass fewer)."""
+    Sequential merged into one Conv2d (torch's `fuse_conv_bn_eval`: same outputs,
+    one pass fewer)."""
     model = copy.deepcopy(model).eval()
     for module in model.modules():
         if not isinstance(module, nn.Sequential):
@@ -76,13 +78,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         for k in range(len(layers) - 1):
             conv, bn = layers[k], layers[k + 1]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)          # (C_out,)
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-                fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                                  conv.padding, conv.dilation, conv.groups, bias=True).to(conv.weight)
-                fused.weight.data = conv.weight.data * scale.view(-1, 1, 1, 1)
-                fused.bias.data = (bias - bn.running_mean) * scale + bn.bias
-                module[k], module[k + 1] = fused, nn.Identity()
+                module[k], module[k + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
     return model
 
 

@@ -1,0 +1,41 @@
+"""A model that really learned (the session's `learned` run): it beats bicubic on images
+it never saw, through the real CLIs, and best.safetensors holds the best epoch's weights."""
+import csv
+import json
+
+import pandas as pd
+
+from conftest import run_script
+
+
+def test_trained_model_beats_bicubic_on_held_out_images(learned, tmp_path):
+    work, run, test = learned
+    run_script("predict.py", "--weights", run, "--input", test / "lr", "--output", tmp_path / "png",
+               "--device", "cpu", work=work)
+    run_script("score.py", tmp_path / "png", "--hr", test / "hr", "--output", tmp_path / "scores.csv", work=work)
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert len(scores) == 4 and set(scores["id"]) == {"baboon.png", "comic.png", "pepper.png", "zebra.png"}
+    for column in ("psnr", "score", "psnr_y"):          # both protocols
+        gain = scores[column].mean() - scores[f"bicubic_{column}"].mean()
+        assert gain > 0.1, (column, gain)
+
+
+def test_best_weights_are_the_best_epochs(learned):
+    work, run, _ = learned
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 10
+    best = max(rows, key=lambda r: float(r["val_psnr"]))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best_epoch"] == int(best["epoch"])
+    # re-score best.safetensors on the validation images, as a user would: predict, then score
+    run_script("predict.py", "--weights", run, "--val-of", run, "--device", "cpu", work=work)
+    val_png = work / "submissions" / "learned" / "val_png"
+    names = json.loads((run / "split.json").read_text())["val"]
+    assert sorted(p.name for p in val_png.glob("*.png")) == sorted(names)
+    run_script("score.py", val_png, "--hr", work / "data" / "train" / "hr", "--output", work / "val.csv", work=work)
+    rescored = pd.read_csv(work / "val.csv")["psnr"].mean()
+    assert abs(rescored - float(best["val_psnr"])) < 2e-3, (rescored, best["val_psnr"])
+    # the check can tell epochs apart: the other epochs' weights would score differently
+    others = [float(r["val_psnr"]) for r in rows if r is not best]
+    assert sum(abs(rescored - p) > 2e-3 for p in others) >= len(others) - 2

@@ -1,0 +1,108 @@
+"""The submission CSV in-process (fast: mutation testing runs these): real PNGs, real
+files, every refusal naming the id or file."""
+import base64
+import csv
+
+import numpy as np
+import pytest
+
+from conftest import photo_crops
+from srx4.images import read_image, write_png
+from srx4.imresize import imresize
+from srx4.submission import (SubmissionError, csv_field, iter_rows, match_ids, read_sample_ids, validate_csv,
+                             write_submission)
+
+
+@pytest.fixture
+def test_set(tmp_path):
+    """lr/ (16x16 and one 12x20) and png/ (their x4 'predictions'), real photo crops."""
+    crops = photo_crops(3, 64)
+    crops[2] = crops[2][:48, :]                                   # one with another size
+    for k, hr in enumerate(crops):
+        write_png(tmp_path / "lr" / f"frame_{k}.png", imresize(hr, 1 / 4))
+        write_png(tmp_path / "png" / f"frame_{k}.png", hr)
+    return tmp_path
+
+
+def write_rows(path, rows, header=("id", "Encoded_Image")):
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    return path
+
+
+def test_csv_round_trip_is_bit_exact_in_lr_order(test_set):
+    out = test_set / "sub" / "submission.csv"
+    rows, missing = write_submission(test_set / "png", test_set / "lr", out, workers=2)
+    assert (rows, missing) == (3, [])
+    decoded = list(iter_rows(out))
+    assert [name for name, _ in decoded] == ["frame_0.png", "frame_1.png", "frame_2.png"]
+    for name, img in decoded:
+        assert np.array_equal(img, read_image(test_set / "png" / name))
+    with open(out, newline="") as f:
+        raw = list(csv.reader(f))
+    assert raw[0] == ["id", "Encoded_Image"]
+    assert base64.b64decode(raw[1][1]) == (test_set / "png" / "frame_0.png").read_bytes()
+    assert validate_csv(out, test_set / "lr") == 3
+    assert [p.name for p in out.parent.iterdir()] == ["submission.csv"]           # no temp file left
+
+
+def test_sample_ids_set_order_and_naming(test_set):
+    sample = write_rows(test_set / "sample.csv", [("frame_2", "x"), ("frame_0.png", "x"), ("frame_1", "x")])
+    assert read_sample_ids(sample) == ["frame_2", "frame_0.png", "frame_1"]
+    out = test_set / "s.csv"
+    assert write_submission(test_set / "png", test_set / "lr", out, sample_csv=sample)[0] == 3
+    assert [name for name, _ in iter_rows(out)] == ["frame_2", "frame_0.png", "frame_1"]
+    assert validate_csv(out, test_set / "lr", sample_csv=sample) == 3
+    lr = sorted((test_set / "lr").iterdir())
+    assert match_ids(lr) == [(p.name, p) for p in lr]
+    assert match_ids(lr, ["frame_1", "nope"]) == [("frame_1", lr[1]), ("nope", None)]
+
+
+def test_refusals_name_the_id_and_write_nothing(test_set):
+    out = test_set / "s.csv"
+    unknown = write_rows(test_set / "sample.csv", [("frame_0", "x"), ("ghost_7", "x")])
+    with pytest.raises(SubmissionError, match="ghost_7"):
+        write_submission(test_set / "png", test_set / "lr", out, sample_csv=unknown)
+    assert not out.exists()
+    (test_set / "png" / "frame_1.png").unlink()
+    with pytest.raises(SubmissionError, match="missing prediction for frame_1.png"):
+        write_submission(test_set / "png", test_set / "lr", out)
+    assert not out.exists() and not list(test_set.glob(".s.csv*"))
+    rows, missing = write_submission(test_set / "png", test_set / "lr", out, allow_missing=True)
+    assert rows == 2 and len(missing) == 1 and "frame_1" in missing[0]
+    write_png(test_set / "png" / "frame_1.png", photo_crops(2, 64)[1][:60])    # wrong size
+    with pytest.raises(SubmissionError, match=r"frame_1.png: 64x60 is not 4 x 16x16"):
+        write_submission(test_set / "png", test_set / "lr", test_set / "t.csv")
+    (test_set / "empty").mkdir()
+    with pytest.raises(SubmissionError, match="no test LR images"):
+        write_submission(test_set / "png", test_set / "empty", out)
+    with pytest.raises(SubmissionError, match="header"):
+        read_sample_ids(write_rows(test_set / "bad.csv", [("a", "b")], header=("name", "image")))
+
+
+def test_validator_catches_every_kind_of_bad_row(test_set):
+    good = {k: base64.b64encode((test_set / "png" / f"frame_{k}.png").read_bytes()).decode() for k in range(3)}
+    lr = test_set / "lr"
+    cases = {
+        "appears twice": [("frame_0.png", good[0]), ("frame_0.png", good[0])],
+        "is not a test image": [("other.png", good[0])],
+        "have no row, e.g. frame_2.png": [("frame_0.png", good[0]), ("frame_1.png", good[1])],
+        r"id frame_2.png is 64x64, not 4 x 16x12": [("frame_0.png", good[0]), ("frame_2.png", good[1])],
+        r"row 3 \(frame_1.png\): not base64": [("frame_0.png", good[0]), ("frame_1.png", "@@@")],
+        "row 2 has 1 field": [("frame_0.png",)],
+    }
+    for message, rows in cases.items():
+        with pytest.raises(SubmissionError, match=message):
+            validate_csv(write_rows(test_set / "v.csv", rows), lr)
+    junk = base64.b64encode(b"not a png").decode()
+    with pytest.raises(SubmissionError, match=r"row 2 \(frame_0.png\)"):
+        validate_csv(write_rows(test_set / "v.csv", [("frame_0.png", junk)]), lr)
+    with pytest.raises(SubmissionError, match="header"):
+        validate_csv(write_rows(test_set / "v.csv", [], header=("id", "image")), lr)
+
+
+def test_csv_field_quotes_only_when_needed():
+    assert csv_field("frame_1.png") == b"frame_1.png"
+    assert csv_field('a,"b"') == b'"a,""b"""'
+    assert csv_field("line\nbreak") == b'"line\nbreak"'
+    assert csv_field("é.png") == "é.png".encode()
