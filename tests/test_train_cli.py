@@ -53,6 +53,19 @@ def test_srcnn_and_val_fraction_zero(tmp_path, pairs_dir):
     assert json.loads((tmp_path / "logs/s/model.json").read_text())["name"] == "srcnn"
 
 
+def test_select_score_keeps_the_best_score_epoch(tmp_path, pairs_dir):
+    out = train(tmp_path, pairs_dir, "--epochs", "4", "--run", "sel", "--select", "score",
+                "--learning-rate", "3e-3").stdout
+    with open(tmp_path / "logs/sel/metrics.csv") as f:
+        scores = [float(row["val_score"]) for row in csv.DictReader(f)]
+    summary = json.loads((tmp_path / "logs/sel/summary.json").read_text())
+    assert summary["best_epoch"] == 1 + scores.index(max(scores))
+    assert abs(summary["best_subset"]["score"] - max(scores)) < 1e-3
+    assert "best validation score (PSNR + 40 SSIM)" in out
+    refused = train(tmp_path, pairs_dir, "--select", "ssim", "--run", "x", check=False)
+    assert refused.returncode == 2 and "--select" in refused.stderr
+
+
 def _model_state(path):
     return torch.load(path, weights_only=True)["model"]
 
