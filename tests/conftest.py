@@ -113,3 +113,15 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def cold_resize_caches():
+    """Under mutmut each mutant's test process is forked from one that already ran the
+    tests: the resize weights cached there would hide a mutated kernel. Start cold."""
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        from srx4 import imresize
+        for cached in (imresize.contributions, imresize.contributions_on, imresize.phase_taps,
+                       imresize.phase_taps_on):
+            cached.cache_clear()
+    yield

@@ -8,7 +8,7 @@ from srx4.dataset import CHANNEL_ORDERS, EpochBatches, ImageCache, TrainPatches,
 from srx4.device_data import DevicePatches
 from srx4.images import write_png
 from srx4.imresize import imresize
-from srx4.pairs import scan_pairs, source_of, split_pairs
+from srx4.pairs import Hygiene, frame_number, scan_pairs, source_of, split_groups, split_pairs
 
 
 def test_hygiene_reports_every_bad_file(tmp_path):
@@ -134,3 +134,71 @@ def test_device_patches_equal_the_dataloader_path(tmp_path):
         assert torch.equal(hr_c, expect) and torch.equal(lr_c, 255 - lr[perm] if invert else lr[perm])
         kinds.add((invert, order))
     assert len({k[0] for k in kinds}) == 2 and len({k[1] for k in kinds}) >= 4
+
+
+def test_hygiene_names_each_reason_and_summarises_exactly(tmp_path):
+    folder = make_pairs(tmp_path / "d", count=2)
+    (folder / "lr" / ".hidden.png").write_bytes(b"x")
+    (folder / "lr" / "dir.png").mkdir()
+    (folder / "hr" / "notes.txt").write_text("x")
+    (folder / "lr" / "lonely.png").write_bytes((folder / "lr" / "img_000.png").read_bytes())
+    (folder / "hr" / "orphan.png").write_bytes((folder / "hr" / "img_000.png").read_bytes())
+    for side in ("lr", "hr"):
+        (folder / side / "text.png").write_text("x")
+        (folder / side / "zz_text.png").write_text("y")      # after a bad header, the scan goes on
+    write_png(folder / "lr" / "zz_good.png", imresize(np.full((64, 64, 3), 90, np.uint8), 1 / 4))
+    write_png(folder / "hr" / "zz_good.png", np.full((64, 64, 3), 90, np.uint8))
+    pairs, hygiene = scan_pairs(folder, 4)
+    assert [p.name for p in pairs] == ["img_000.png", "img_001.png", "zz_good.png"]
+    assert hygiene.used == 3 and hygiene.folder == str(folder)
+    assert hygiene.problems == {"hidden files": ["lr/.hidden.png"], "folders": ["lr/dir.png"],
+                                "not images (suffix)": ["hr/notes.txt"], "LR without HR": ["lonely.png"],
+                                "HR without LR": ["orphan.png"],
+                                "not images (unreadable header)": ["text.png", "zz_text.png"]}
+    with pytest.raises(FileNotFoundError, match=r"nowhere/lr: folder not found \(expected .*nowhere/lr and"):
+        scan_pairs(tmp_path / "nowhere", 4)
+
+    report = Hygiene("data/x", used=3)
+    for k in range(7):
+        report.add("reason b", f"f{k}.png")
+    report.add("reason a", "one.png")
+    report.note("used with a remark", "tiny.png")
+    assert report.summary() == ("data data/x: 3 pairs used, 8 files left out\n"
+                                "  1 reason a: one.png\n"
+                                "  7 reason b: f0.png, f1.png, f2.png, f3.png, f4.png ...\n"
+                                "  used, used with a remark: 1: tiny.png")
+    assert report.summary(first=7).splitlines()[2] == "  7 reason b: " + ", ".join(f"f{k}.png" for k in range(7))
+    assert report.to_dict() == {"folder": "data/x", "used": 3, "problems": report.problems,
+                                "notes": {"used with a remark": ["tiny.png"]}}
+
+
+def test_sources_frames_and_groups():
+    assert source_of("0001_s003.png") == "0001" and source_of("photo.png") == "photo"
+    assert frame_number("game1_00029") == ("game1_", 29) and frame_number("00034") == ("", 34)
+    assert frame_number("photo") is None
+    names = [f"a_{k:03d}.png" for k in range(250)] + [f"b_{k:03d}.png" for k in range(50)] + ["x_s001.png"]
+    groups, block = split_groups(names)
+    assert block == 3                                           # 300 numbered frames: 1/100, rounded up
+    assert groups["a_000.png"] == groups["a_002.png"] == "a_#00000" and groups["a_003.png"] == "a_#00001"
+    assert groups["b_000.png"] == "b_#00000" and groups["x_s001.png"] == "x"
+    assert split_groups(names, 10)[0]["a_019.png"] == "a_#00001"
+    assert split_groups(names[:10])[1] == 1
+
+
+def test_split_dict_is_exact():
+    names = [f"{k:05d}.png" for k in range(40)]
+    split = split_pairs(names, 0.25, 3)
+    assert set(split) == {"seed", "val_fraction", "train", "val", "frame_block", "val_groups", "val_frame_blocks"}
+    assert split["seed"] == 3 and split["val_fraction"] == 0.25 and split["frame_block"] == 1
+    assert len(split["val"]) == 10 == split["val_groups"] and sorted(split["train"] + split["val"]) == names
+    assert split["val_frame_blocks"] == [[n, n] for n in split["val"]]
+    blocks = split_pairs(names, 0.25, 3, block=4)
+    assert all(int(b[1][:5]) - int(b[0][:5]) == 3 for b in blocks["val_frame_blocks"])
+    assert len(blocks["val"]) == 12                     # whole blocks of 4 until >= 25% of 40
+    none = split_pairs(names, 0.0, 3)
+    assert none == {"seed": 3, "val_fraction": 0.0, "train": names, "val": []}
+    # a group never takes the last training image; two groups are the minimum
+    two = split_pairs(["a.png", "b.png"], 0.9, 1)
+    assert len(two["train"]) == 1 and len(two["val"]) == 1
+    small = split_pairs([f"{k}.png" for k in "abcdefghij"], 0.1, 0)
+    assert len(small["val"]) == 1

@@ -150,3 +150,60 @@ def test_bicubic_prediction_is_what_predict_writes(tmp_path):
     run_script("predict.py", "--model", "bicubic", "--input", tmp_path / "lr", "--output", tmp_path / "out",
                "--device", "cpu", work=tmp_path)
     assert np.array_equal(read_image(tmp_path / "out" / "bird.png"), bicubic_prediction(lr, 4))
+
+
+def test_shapes_dtypes_and_refusals_are_exact():
+    sr, hr = real_pair()
+    s32, h32 = to_tensor(sr), to_tensor(hr)                          # float32 inputs
+    p = psnr(s32, h32)
+    assert p.dtype == torch.float64 and abs(p.item() - psnr(s32.double(), h32.double()).item()) < 1e-12
+    for window in ("uniform7", "gaussian11"):
+        q = ssim(s32, h32, window)
+        assert q.dtype == torch.float64 and abs(q.item() - ssim(s32.double(), h32.double(), window).item()) < 1e-12
+    with pytest.raises(ValueError, match=r"shape mismatch: sr \(1, 3, 256, 256\) vs hr \(1, 3, 256, 255\)"):
+        psnr(t(sr), t(hr)[..., :255])
+    with pytest.raises(ValueError, match=r"shape mismatch: sr \(2, 3, 256, 256\) vs hr \(3, 3, 256, 256\)"):
+        psnr(torch.stack([t(sr)] * 2), torch.stack([t(hr)] * 3))
+    assert psnr(torch.stack([t(sr), t(hr)]), t(hr)[None]).shape == (2,)     # one ground truth, two predictions
+    with pytest.raises(ValueError, match="unknown SSIM window 'box': expected one of"):
+        ssim(t(sr), t(hr), "box")
+    assert ssim(t(sr)[:, :11, :11], t(hr)[:, :11, :11]).shape == (1,)       # exactly the window: one value
+    with pytest.raises(ValueError, match="image 11x10 is smaller than the 11x11 SSIM window"):
+        ssim(t(sr)[:, :10, :11], t(hr)[:, :10, :11])
+    with pytest.raises(ValueError, match="image 10x11 is smaller"):
+        ssim(t(sr)[:, :11, :10], t(hr)[:, :11, :10])
+
+
+def test_protocol_inputs_of_every_form():
+    sr, hr = real_pair()
+    batched = PAPER.measure(t(sr)[None], t(hr)[None], 4)
+    single = PAPER.measure(t(sr), t(hr), 4)                          # (C, H, W) works as well
+    assert batched.keys() == single.keys() == {"psnr_y", "ssim_y"}
+    assert all(torch.equal(batched[k], single[k]) for k in batched)
+    f32 = COMPETITION.measure(t(sr), t(hr), 4, torch.float32)
+    assert all(v.dtype == torch.float32 for v in f32.values()) and list(f32) == ["psnr", "ssim", "score"]
+    assert COMPETITION.columns() == ["psnr", "ssim", "score"] and PAPER.columns(False) == ["psnr_y"]
+    assert "4 px shaved" in PAPER.describe(4) and "PSNR + 40 SSIM" in COMPETITION.describe(4)
+    grey = t(sr)[:1]
+    up, ref = match_channels(grey, t(hr), PAPER)                     # a grey prediction of a colour image
+    assert up.shape == ref.shape == t(hr).shape and torch.equal(up[2], grey[0])
+    with pytest.raises(ValueError, match=r"channels: sr \(2, 256, 256\) vs hr \(3, 256, 256\)"):
+        match_channels(t(sr)[:2], t(hr), PAPER)
+    with pytest.raises(ValueError, match="prediction 256x255 vs ground truth 256x256"):
+        score_images([sr[:255]], hr, [PAPER], 4)
+    mixed = score_images([sr[..., 0], sr], hr[..., 0], [COMPETITION, PAPER], 4)   # grey and colour predictions
+    assert len(mixed) == 2 and all(set(m) == {"psnr", "ssim", "score", "psnr_y", "ssim_y"} for m in mixed)
+    grey_only = score_images([sr[..., 0]], hr[..., 0], [PAPER], 4)[0]
+    assert abs(grey_only["psnr_y"] - skimage_paper(sr[..., 0], hr[..., 0])[0]) < TOLERANCE
+
+
+def test_validation_metrics_are_the_two_protocols_columns():
+    sr, hr = real_pair()
+    reference = score_images([sr], hr, [COMPETITION, PAPER], 4)[0]
+    for dtype in (torch.float64, torch.float32):
+        got = validation_metrics(t(sr)[None].to(dtype), t(hr)[None].to(dtype), 4, dtype)
+        assert got.dtype == dtype and got.shape == (1, 4)
+        tol = 1e-10 if dtype == torch.float64 else 1e-3
+        for k, name in enumerate(("psnr", "psnr_y", "ssim", "score")):
+            assert abs(got[0, k].item() - reference[name]) < tol, name
+    assert bicubic_prediction(read_image(BENCHMARKS / "Set5" / "LR_x4" / "bird.png"), 4).dtype == np.uint8

@@ -106,3 +106,29 @@ def test_csv_field_quotes_only_when_needed():
     assert csv_field('a,"b"') == b'"a,""b"""'
     assert csv_field("line\nbreak") == b'"line\nbreak"'
     assert csv_field("é.png") == "é.png".encode()
+
+
+def test_ids_by_stem_extra_columns_modes_and_messages(test_set):
+    lr = sorted((test_set / "lr").iterdir())
+    assert match_ids(lr, ["frame_0.jpg", "frame_1.png", "frame_2"]) == [
+        ("frame_0.jpg", lr[0]), ("frame_1.png", lr[1]), ("frame_2", lr[2])]
+    sample = write_rows(test_set / "sample.csv", [("frame_0.jpg", "x", "1"), ("frame_1", "x", "2"), ("frame_2", "x", "3")],
+                        header=("id", "Encoded_Image", "Usage"))             # extra columns are fine
+    out = test_set / "new" / "dir" / "s.csv"                                 # parents are made
+    assert write_submission(test_set / "png", test_set / "lr", out, sample_csv=sample)[0] == 3
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert [name for name, _ in iter_rows(out)] == ["frame_0.jpg", "frame_1", "frame_2"]
+    strangers = write_rows(test_set / "strangers.csv", [(f"ghost_{k}", "x") for k in range(7)] + [("frame_0", "x")])
+    with pytest.raises(SubmissionError, match=r"7 of 8 ids match no test image .* e\.g\. ghost_0, ghost_1, ghost_2, "
+                                              r"ghost_3, ghost_4$"):
+        write_submission(test_set / "png", test_set / "lr", test_set / "t.csv", sample_csv=strangers)
+    rows, missing = write_submission(test_set / "png", test_set / "lr", test_set / "t.csv", sample_csv=strangers,
+                                     allow_missing=True)
+    assert rows == 1 and missing[0] == "ghost_0: no test LR image for this id" and len(missing) == 7
+    (test_set / "png" / "frame_1.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage IEND")
+    with pytest.raises(SubmissionError, match=r"png/frame_1.png: not a decodable image"):
+        write_submission(test_set / "png", test_set / "lr", test_set / "u.csv")
+    swapped = base64.b64encode((test_set / "png" / "frame_2.png").read_bytes()).decode()
+    with pytest.raises(SubmissionError, match=r"id frame_0.png is 64x48, not 4 x 16x16"):
+        validate_csv(write_rows(test_set / "v.csv", [("frame_0.png", swapped)]), test_set / "lr")
+    assert csv_field("X.png") == b"X.png"
