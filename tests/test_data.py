@@ -163,13 +163,16 @@ def test_hygiene_names_each_reason_and_summarises_exactly(tmp_path):
         report.add("reason b", f"f{k}.png")
     report.add("reason a", "one.png")
     report.note("used with a remark", "tiny.png")
+    for k in range(6):
+        report.note("another remark", f"n{k}.png")
     assert report.summary() == ("data data/x: 3 pairs used, 8 files left out\n"
                                 "  1 reason a: one.png\n"
                                 "  7 reason b: f0.png, f1.png, f2.png, f3.png, f4.png ...\n"
+                                "  used, another remark: 6: n0.png, n1.png, n2.png, n3.png, n4.png ...\n"
                                 "  used, used with a remark: 1: tiny.png")
     assert report.summary(first=7).splitlines()[2] == "  7 reason b: " + ", ".join(f"f{k}.png" for k in range(7))
-    assert report.to_dict() == {"folder": "data/x", "used": 3, "problems": report.problems,
-                                "notes": {"used with a remark": ["tiny.png"]}}
+    assert report.to_dict() == {"folder": "data/x", "used": 3, "problems": report.problems, "notes": report.notes}
+    assert report.notes["used with a remark"] == ["tiny.png"]
 
 
 def test_sources_frames_and_groups():
@@ -183,6 +186,7 @@ def test_sources_frames_and_groups():
     assert groups["b_000.png"] == "b_#00000" and groups["x_s001.png"] == "x"
     assert split_groups(names, 10)[0]["a_019.png"] == "a_#00001"
     assert split_groups(names[:10])[1] == 1
+    assert split_groups([f"{k:05d}.png" for k in range(201)])[1] == 3          # ceil(201 / 100)
 
 
 def test_split_dict_is_exact():
@@ -202,3 +206,19 @@ def test_split_dict_is_exact():
     assert len(two["train"]) == 1 and len(two["val"]) == 1
     small = split_pairs([f"{k}.png" for k in "abcdefghij"], 0.1, 0)
     assert len(small["val"]) == 1
+
+
+def test_modcrop_and_the_split_file_round_trip(tmp_path):
+    from srx4.imresize import modcrop
+    from srx4.pairs import describe_split, load_split, save_split
+    img = np.arange(10 * 13 * 3, dtype=np.uint8).reshape(10, 13, 3)
+    assert modcrop(img, 4).shape == (8, 12, 3) and np.array_equal(modcrop(img, 4), img[:8, :12])
+    assert modcrop(img[..., 0], 5).shape == (10, 10)
+    names = [f"{k:05d}.png" for k in range(40)]
+    split = split_pairs(names, 0.25, 3, block=4)
+    save_split(split, tmp_path / "split.json")
+    assert load_split(tmp_path / "split.json") == split
+    first = split["val_frame_blocks"][0]
+    assert describe_split(split) == (f"split: 28 train, 12 val (seed 3); numbered frames kept in blocks of 4 "
+                                     f"consecutive frames, 3 blocks on the validation side (first {first[0]}..{first[1]})")
+    assert describe_split(split_pairs(["a.png", "b.png", "c.png"], 0.4, 1)) == "split: 1 train, 2 val (seed 1)"

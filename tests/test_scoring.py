@@ -183,14 +183,19 @@ def test_protocol_inputs_of_every_form():
     f32 = COMPETITION.measure(t(sr), t(hr), 4, torch.float32)
     assert all(v.dtype == torch.float32 for v in f32.values()) and list(f32) == ["psnr", "ssim", "score"]
     assert COMPETITION.columns() == ["psnr", "ssim", "score"] and PAPER.columns(False) == ["psnr_y"]
+    assert COMPETITION.columns(False) == ["psnr"] and PAPER.columns() == ["psnr_y", "ssim_y"]
     assert "4 px shaved" in PAPER.describe(4) and "PSNR + 40 SSIM" in COMPETITION.describe(4)
     grey = t(sr)[:1]
     up, ref = match_channels(grey, t(hr), PAPER)                     # a grey prediction of a colour image
     assert up.shape == ref.shape == t(hr).shape and torch.equal(up[2], grey[0])
     with pytest.raises(ValueError, match=r"channels: sr \(2, 256, 256\) vs hr \(3, 256, 256\)"):
         match_channels(t(sr)[:2], t(hr), PAPER)
-    with pytest.raises(ValueError, match="prediction 256x255 vs ground truth 256x256"):
-        score_images([sr[:255]], hr, [PAPER], 4)
+    with pytest.raises(ValueError, match="prediction 250x200 vs ground truth 250x210"):
+        score_images([sr[:200, :250]], hr[:210, :250], [PAPER], 4)
+    with pytest.raises(ValueError, match=r"channels: sr \(1, 2, 256, 256\) vs hr \(1, 1, 256, 256\)"):
+        match_channels(t(sr)[None, :2], t(hr)[None, :1], PAPER)
+    up4, _ = match_channels(t(sr)[None, :1], t(hr)[None], COMPETITION)     # batched (N, 1, H, W) as well
+    assert up4.shape == (1, 3, 256, 256)
     mixed = score_images([sr[..., 0], sr], hr[..., 0], [COMPETITION, PAPER], 4)   # grey and colour predictions
     assert len(mixed) == 2 and all(set(m) == {"psnr", "ssim", "score", "psnr_y", "ssim_y"} for m in mixed)
     grey_only = score_images([sr[..., 0]], hr[..., 0], [PAPER], 4)[0]
@@ -206,4 +211,15 @@ def test_validation_metrics_are_the_two_protocols_columns():
         tol = 1e-10 if dtype == torch.float64 else 1e-3
         for k, name in enumerate(("psnr", "psnr_y", "ssim", "score")):
             assert abs(got[0, k].item() - reference[name]) < tol, name
+    assert validation_metrics(t(sr)[None], t(hr)[None], 4, torch.float32).dtype == torch.float32  # asked, not given
     assert bicubic_prediction(read_image(BENCHMARKS / "Set5" / "LR_x4" / "bird.png"), 4).dtype == np.uint8
+    with pytest.raises(AssertionError, match="imresize expects uint8"):
+        imresize(sr.astype(np.float32), 1 / 4)
+
+
+def test_full_ycbcr_matches_scikit_image_and_inverts():
+    from srx4.metrics import rgb_to_ycbcr, ycbcr_to_rgb
+    _, hr = real_pair()
+    ycbcr = rgb_to_ycbcr(t(hr)[None])[0].permute(1, 2, 0).numpy() * 255
+    assert np.abs(ycbcr - rgb2ycbcr(hr)).max() < 1e-9
+    assert (ycbcr_to_rgb(rgb_to_ycbcr(t(hr)[None])) - t(hr)[None]).abs().max().item() < 1e-12

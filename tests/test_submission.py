@@ -132,3 +132,22 @@ def test_ids_by_stem_extra_columns_modes_and_messages(test_set):
     with pytest.raises(SubmissionError, match=r"id frame_0.png is 64x48, not 4 x 16x16"):
         validate_csv(write_rows(test_set / "v.csv", [("frame_0.png", swapped)]), test_set / "lr")
     assert csv_field("X.png") == b"X.png"
+
+
+def test_id_lookup_edge_cases_and_empty_files(test_set):
+    lr = test_set / "lr"
+    for name in ("a.jpg", "a.png", "shot.01.png"):
+        write_png(lr / name, photo_crops(1, 16)[0])
+    files = sorted(lr.iterdir())
+    by = dict(match_ids(files, ["a.jpg", "a.png", "shot.01", "shot.01.png"]))
+    assert by["a.jpg"].name == "a.jpg" and by["a.png"].name == "a.png"       # the exact name wins over the stem
+    assert by["shot.01"].name == by["shot.01.png"].name == "shot.01.png"    # an id that is a stem with a dot
+    empty = test_set / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(SubmissionError, match=r"empty.csv: header None is not id,Encoded_Image"):
+        read_sample_ids(empty)
+    with pytest.raises(SubmissionError, match=r"empty.csv: header None is not id,Encoded_Image"):
+        list(iter_rows(empty))
+    good = base64.b64encode((test_set / "png" / "frame_0.png").read_bytes()).decode()
+    extra = write_rows(test_set / "extra.csv", [("frame_0.png", good, "kept")], header=("id", "Encoded_Image", "x"))
+    assert [name for name, _ in iter_rows(extra)] == ["frame_0.png"]
