@@ -165,6 +165,8 @@ def test_hygiene_names_each_reason_and_summarises_exactly(tmp_path):
     report.note("used with a remark", "tiny.png")
     for k in range(6):
         report.note("another remark", f"n{k}.png")
+    assert Hygiene("d", problems={"five": [f"{k}" for k in range(5)]}).summary().endswith("5 five: 0, 1, 2, 3, 4")
+    assert Hygiene("d", notes={"five": [f"{k}" for k in range(5)]}).summary().endswith("used, five: 5: 0, 1, 2, 3, 4")
     assert report.summary() == ("data data/x: 3 pairs used, 8 files left out\n"
                                 "  1 reason a: one.png\n"
                                 "  7 reason b: f0.png, f1.png, f2.png, f3.png, f4.png ...\n"

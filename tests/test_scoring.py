@@ -213,7 +213,7 @@ def test_validation_metrics_are_the_two_protocols_columns():
             assert abs(got[0, k].item() - reference[name]) < tol, name
     assert validation_metrics(t(sr)[None], t(hr)[None], 4, torch.float32).dtype == torch.float32  # asked, not given
     assert bicubic_prediction(read_image(BENCHMARKS / "Set5" / "LR_x4" / "bird.png"), 4).dtype == np.uint8
-    with pytest.raises(AssertionError, match="imresize expects uint8"):
+    with pytest.raises(AssertionError, match="^imresize expects uint8$"):
         imresize(sr.astype(np.float32), 1 / 4)
 
 
