@@ -39,3 +39,15 @@ def test_best_weights_are_the_best_epochs(learned):
     # the check can tell epochs apart: the other epochs' weights would score differently
     others = [float(r["val_psnr"]) for r in rows if r is not best]
     assert sum(abs(rescored - p) > 2e-3 for p in others) >= len(others) - 2
+
+
+def test_evaluate_runs_the_model_on_both_sets_grey_image_included(learned, tmp_path):
+    work, run, _ = learned
+    done = run_script("evaluate.py", "--weights", run, "--data", "Set5", "Set14", "--output", tmp_path, work=work)
+    assert "paper: Y (BT.601), 4 px shaved" in done.stdout
+    table = pd.read_csv(tmp_path / "table.csv").set_index(["set", "model"])
+    images = pd.read_csv(tmp_path / "images.csv")
+    assert len(images) == 2 * (5 + 14) and "bridge.png" in set(images["image"])      # bridge is grey
+    for name in ("Set5", "Set14"):
+        assert table.loc[(name, "learned"), "psnr_y"] > table.loc[(name, "bicubic"), "psnr_y"]
+    assert abs(table.loc[("Set5", "bicubic"), "psnr_y"] - 28.43) < 0.01
