@@ -36,6 +36,27 @@ def test_unreadable_files_raise_with_the_name(tmp_path):
             read_image(tmp_path / name)
 
 
+def test_broken_pngs_are_named_by_their_structure(tmp_path, capfd):
+    write_png(tmp_path / "good.png", data.astronaut()[:64, :64])
+    good = (tmp_path / "good.png").read_bytes()
+    idat = good.index(b"IDAT")
+    flipped = bytearray(good)
+    flipped[idat + 10] ^= 0xFF                                           # one byte of pixel data
+    cases = {"cut.png": (good[: len(good) // 2], r"truncated PNG \(IDAT chunk cut short\)"),
+             "flipped.png": (bytes(flipped), r"corrupt PNG \(IDAT chunk fails its CRC\)"),
+             "no_end.png": (good[:-12], r"truncated PNG \(no IEND chunk\)")}
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ImageError, match=f"{name}: {message}"):
+            read_image(tmp_path / name)
+    # a bad CRC in an ancillary chunk is libpng's to skip: the image still decodes
+    text_chunk = b"tEXt" + b"Comment\x00hello"
+    ancillary = (len(text_chunk) - 4).to_bytes(4, "big") + text_chunk + b"\0\0\0\0"
+    (tmp_path / "ancillary.png").write_bytes(good[:33] + ancillary + good[33:])
+    assert np.array_equal(read_image(tmp_path / "ancillary.png"), read_image(tmp_path / "good.png"))
+    assert "libpng" not in capfd.readouterr().err                      # no library lines on the terminal
+
+
 def test_png_round_trip_and_permissions(tmp_path):
     img = data.coffee()[:30, :20]
     write_png(tmp_path / "a.png", img)

@@ -151,7 +151,7 @@ def test_hostile_training_folder_is_reported_and_the_run_finishes(tmp_path):
     # the undecodable pairs are counted once, as left out, and not among the pairs used
     assert report["used"] == len(used) - 2 and "hr/truncated.png" in named and "hr/corrupt_idat.png" in named
     assert f"{report['used']} pairs used" in out.stdout
-    assert "[ WARN" not in out.stdout + out.stderr                   # OpenCV's own lines stay out
+    assert "[ WARN" not in out.stdout + out.stderr and "libpng" not in out.stdout + out.stderr   # OpenCV's own lines
     assert "best validation PSNR" in out.stdout
 
     # the training set held "on the device" (the CPU here) gives the same run, bit for bit

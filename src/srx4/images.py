@@ -11,6 +11,7 @@ kill never leaves a torn PNG under the final name.
 """
 import os
 import tempfile
+import zlib
 from pathlib import Path
 
 import cv2
@@ -38,10 +39,36 @@ def png_is_grey(data: bytes) -> bool:
     return data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) > 25 and data[25] in (0, 4)
 
 
+def check_png(data: bytes):
+    """(problem or None, bytes to decode) from the PNG chunk structure alone. A problem:
+    cut short, or a critical chunk (IHDR, PLTE, IDAT, IEND) failing its CRC. An ancillary
+    chunk failing its CRC is dropped (libpng would skip it anyway). Checked before OpenCV,
+    whose libpng otherwise prints its own "libpng error/warning" lines for these files."""
+    pos, drop = 8, []
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            return f"truncated PNG ({kind.decode('latin-1')} chunk cut short)", data
+        if zlib.crc32(data[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            if kind[:1].isupper():
+                return f"corrupt PNG ({kind.decode('latin-1')} chunk fails its CRC)", data
+            drop.append((pos, end))
+        if kind == b"IEND":
+            for start, stop in reversed(drop):
+                data = data[:start] + data[stop:]
+            return None, data
+        pos = end
+    return "truncated PNG (no IEND chunk)", data
+
+
 def decode_image(data: bytes, name: str = "<bytes>", keep_grey=False, keep_alpha=False):
     """Decode encoded image bytes to uint8 RGB (H, W, 3), grey (H, W) or RGBA (H, W, 4)."""
-    if data[:8] == PNG_SIGNATURE and data.rfind(b"IEND", max(0, len(data) - 1024)) < 0:
-        raise ImageError(f"{name}: truncated PNG (no IEND chunk)")
+    if data[:8] == PNG_SIGNATURE:
+        problem, data = check_png(data)
+        if problem:
+            raise ImageError(f"{name}: {problem}")
     buffer = np.frombuffer(data, dtype=np.uint8)
     img = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
     if img is None:
