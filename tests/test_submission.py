@@ -126,7 +126,7 @@ def test_ids_by_stem_extra_columns_modes_and_messages(test_set):
                                      allow_missing=True)
     assert rows == 1 and missing[0] == "ghost_0: no test LR image for this id" and len(missing) == 7
     (test_set / "png" / "frame_1.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage IEND")
-    with pytest.raises(SubmissionError, match=r"png/frame_1.png: not a decodable image"):
+    with pytest.raises(SubmissionError, match=r"png/frame_1.png: truncated PNG"):
         write_submission(test_set / "png", test_set / "lr", test_set / "u.csv")
     swapped = base64.b64encode((test_set / "png" / "frame_2.png").read_bytes()).decode()
     with pytest.raises(SubmissionError, match=r"id frame_0.png is 64x48, not 4 x 16x16"):

@@ -39,7 +39,7 @@ def png_is_grey(data: bytes) -> bool:
     return data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) > 25 and data[25] in (0, 4)
 
 
-def check_png(data: bytes):
+def scan_png_chunks(data: bytes):
     """(problem or None, bytes to decode) from the PNG chunk structure alone. A problem:
     cut short, or a critical chunk (IHDR, PLTE, IDAT, IEND) failing its CRC. An ancillary
     chunk failing its CRC is dropped (libpng would skip it anyway). Checked before OpenCV,
@@ -66,7 +66,7 @@ def check_png(data: bytes):
 def decode_image(data: bytes, name: str = "<bytes>", keep_grey=False, keep_alpha=False):
     """Decode encoded image bytes to uint8 RGB (H, W, 3), grey (H, W) or RGBA (H, W, 4)."""
     if data[:8] == PNG_SIGNATURE:
-        problem, data = check_png(data)
+        problem, data = scan_png_chunks(data)
         if problem:
             raise ImageError(f"{name}: {problem}")
     buffer = np.frombuffer(data, dtype=np.uint8)
