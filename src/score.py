@@ -106,8 +106,9 @@ def summary_lines(table: pd.DataFrame, protocols, scale: int) -> list:
                 means = table[[prefix + c for c in columns]].mean()
                 lines.append(f"  {label:>8}: " + "  ".join(f"{c} {means[prefix + c]:.4f}" for c in columns))
     rank_by = "score" if "score" in table else protocols[0].columns()[0]
+    lines.append(f"lowest {rank_by} first:" if len(table) <= 5 else f"the five lowest by {rank_by}:")
     for row in table.nsmallest(min(5, len(table)), rank_by).itertuples():
-        lines.append(f"  worst: {row.id:<30} {rank_by} {getattr(row, rank_by):.3f}")
+        lines.append(f"  {row.id:<30} {rank_by} {getattr(row, rank_by):.3f}")
     return lines
 
 
