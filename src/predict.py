@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from srx4 import paths
 from srx4.checkpoint import WeightsError, load_model, resolve_weights, write_json
@@ -38,6 +37,7 @@ from srx4.images import ImageError, image_size, list_images, read_image, to_uint
 from srx4.imresize import resize_tensor
 from srx4.infer import AMP_DTYPES, prepare_model, resolve_device, super_resolve
 from srx4.models import Bicubic
+from srx4.progress import progress
 from srx4.runlog import SUMMARY_NAME, bicubic_warning
 
 MANIFEST = ".srx4-weights.json"
@@ -184,7 +184,7 @@ def main(argv=None):
     def write(path, sr_img):
         write_png(out_dir / f"{path.stem}.png", sr_img, config.png_level)
 
-    bar, hr_pixels = tqdm(total=len(todo), unit="img", desc="predict"), 0
+    bar, hr_pixels = progress(total=len(todo), unit="img", desc="predict"), 0
     threads = max(2, min(16, os.cpu_count() or 2))  # PNG decode/encode release the GIL
     with ThreadPoolExecutor(threads) as readers, ThreadPoolExecutor(threads) as writers:
         pending = []

@@ -62,6 +62,7 @@ def test_select_score_keeps_the_best_score_epoch(tmp_path, pairs_dir):
     assert summary["best_epoch"] == 1 + scores.index(max(scores))
     assert abs(summary["best_subset"]["score"] - max(scores)) < 1e-3
     assert "best validation score (PSNR + 40 SSIM)" in out
+    assert "\r" not in out and "it/s" not in out                   # piped output: no redrawn bars
     refused = train(tmp_path, pairs_dir, "--select", "ssim", "--run", "x", check=False)
     assert refused.returncode == 2 and "--select" in refused.stderr
 
@@ -192,3 +193,18 @@ def test_weights_for_another_scale_are_refused(tmp_path, pairs_dir):
     done = train(tmp_path, pairs_x2, "--epochs", "1", "--scale", "2", "--init-weights", tmp_path / "logs/x4",
                  check=False)
     assert done.returncode == 2 and "scale=4" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_progress_off_a_terminal_is_a_plain_line_a_minute(capsys):
+    from srx4.progress import PlainProgress, progress
+    bar = PlainProgress(range(4), desc="score", unit="img", interval=0.0)
+    bar.set_postfix(loss="0.0123")
+    assert list(bar) == [0, 1, 2, 3]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4 and lines[0].startswith("score: 1/4 img (25%), ")
+    assert lines[-1].startswith("score: 4/4 img (100%), ") and "about 0m00s left" in lines[-1]
+    assert lines[-1].endswith("(loss=0.0123)")
+    quiet = PlainProgress(range(3), desc="x", interval=60.0)
+    assert list(quiet) == [0, 1, 2] and capsys.readouterr().err == ""      # nothing before a minute
+    assert isinstance(progress(range(2)), PlainProgress)                    # pytest's stderr is not a TTY
+    assert list(progress(range(2), quiet=True)) == [0, 1]

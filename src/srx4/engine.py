@@ -17,9 +17,9 @@ import math
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from srx4.infer import super_resolve
+from srx4.progress import progress
 from srx4.scoring import VALIDATION_COLUMNS as METRIC_NAMES, validation_metrics
 
 
@@ -133,7 +133,7 @@ def validate(model, dataset, device, scale: int, rank=0, world=1, indices=None, 
     sums = torch.zeros(len(METRIC_NAMES) + 2, dtype=torch.float64, device=device)  # metrics, images, dropped
     first = None
     mine = indices[rank::world]
-    bar = tqdm(total=len(mine), desc=desc, leave=False, disable=rank != 0 or len(mine) < 20)
+    bar = progress(total=len(mine), desc=desc, unit="img", leave=False, quiet=rank != 0 or len(mine) < 20)
     for batch in size_batches(mine, dataset.lr_size, batch_size):
         samples = [dataset[i] for i in batch]
         kept = [s for s in samples if s is not None]

@@ -28,10 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from srx4 import paths
 from srx4.images import ImageError, read_image
+from srx4.progress import progress
 
 PREFIX = "srx4-cache-"
 DISK_MARGIN = 1 << 30        # keep this much free beyond the cache itself
@@ -234,8 +234,8 @@ class ImageCache:
             return i, img, None
 
         with ThreadPoolExecutor(self._workers) as pool:
-            for i, img, error in tqdm(pool.map(load, range(len(self.paths))), total=len(self.paths),
-                                      desc=self._desc, unit="img", leave=False, disable=len(self.paths) < 50):
+            for i, img, error in progress(pool.map(load, range(len(self.paths))), total=len(self.paths),
+                                          desc=self._desc, unit="img", leave=False, quiet=len(self.paths) < 50):
                 if error:
                     self.failures[self.paths[i]] = error
                 else:

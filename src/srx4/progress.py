@@ -19,7 +19,7 @@ class PlainProgress:
     def __init__(self, iterable=None, total=None, desc="", unit="it", interval=PLAIN_INTERVAL_S):
         self.iterable, self.desc, self.unit, self.interval = iterable, desc, unit, interval
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
-        self.n, self.start = 0, time.monotonic()
+        self.n, self.start, self.postfix = 0, time.monotonic(), ""
         self.last = self.start
 
     def __iter__(self):
@@ -43,13 +43,16 @@ class PlainProgress:
             text += f", about {int(left // 60)}m{int(left % 60):02d}s left"
         else:
             text += f" {self.unit}, {rate:.2f} {self.unit}/s"
-        return text
+        return text + (f" ({self.postfix})" if self.postfix else "")
 
     def close(self):
         pass
 
-    def set_postfix_str(self, *args, **kwargs):
-        pass
+    def set_postfix(self, **values):
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def set_postfix_str(self, text: str = "", **kwargs):
+        self.postfix = text
 
 
 def progress(iterable=None, total=None, desc="", unit="it", quiet=False, leave=True, **kwargs):

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from srx4 import distributed, paths
 from srx4.checkpoint import (CHECKPOINT_NAME, MODEL_CONFIG_NAME, WEIGHTS_NAME, load_model, load_state, rng_state,
@@ -23,6 +22,7 @@ from srx4.dataset import samples_per_epoch
 from srx4.engine import learning_rate_at, refresh_batchnorm, to_float, train_step, validate
 from srx4.infer import autocast_dtype, prepare_model
 from srx4.models import Bicubic, build_model, count_parameters
+from srx4.progress import progress
 from srx4.runlog import SUMMARY_NAME, RunLog, bicubic_warning
 from srx4.train_data import TrainData
 
@@ -204,8 +204,8 @@ class Trainer:
             batches = data.epoch_batches(epoch, self.samples_in_epoch)
             losses, dropped, skipped = [], 0, 0
             self.model.train()
-            bar = tqdm(batches, total=len(data.sampler), desc=f"epoch {epoch + 1}/{cfg['epochs']}", leave=False,
-                       disable=not self.is_main)
+            bar = progress(batches, total=len(data.sampler), desc=f"epoch {epoch + 1}/{cfg['epochs']}",
+                           unit="step", leave=False, quiet=not self.is_main)
             for batch, n_dropped in bar:
                 dropped += n_dropped
                 if self.world > 1 and distributed.agree(batch is None, self.world, self.device):
