@@ -7,8 +7,10 @@ In:  --weights FILE_OR_RUN_DIR (or --model bicubic); --data one or more benchmar
      shipped under benchmarks/. Grey images are scored on their own grey values
      (the grey rule in scoring.py).
 Out: a table per set with the bicubic row beside the model's, printed and
-     written as CSV and Markdown, and every image's figures in images.csv
-     (--output, default logs/eval/<model>).
+     written as CSV and Markdown, every image's figures in images.csv, and
+     report.html (the tables, every image by gain over bicubic, crops of the
+     images where the model gains least and most) (--output, default
+     logs/eval/<model>).
 
     python src/evaluate.py --model bicubic --data Set5 Set14
     python src/evaluate.py --weights logs/srresnet_a --data Set5 Set14 --tta
@@ -26,6 +28,7 @@ from srx4.images import ImageError, list_images, read_image, to_tensor, to_uint8
 from srx4.imresize import imresize, modcrop
 from srx4.infer import resolve_device, super_resolve
 from srx4.progress import progress
+from srx4.report import Cases, case_crops, table_html, write_report
 from srx4.scoring import PAPER, bicubic_prediction, score_images
 
 SHIPPED_SETS = paths.REPO / "benchmarks"
@@ -69,16 +72,38 @@ def run_model(model, lr, device, tta: bool):
     return to_uint8(super_resolve(model, x[None].contiguous(), amp=False, tta=tta)[0])
 
 
-def evaluate_set(model, folder: Path, scale: int, device, tta: bool, quiet: bool) -> list:
-    """One row per image: set, image, psnr_y and ssim_y for bicubic and (if any) the model."""
+def evaluate_set(model, folder: Path, scale: int, device, tta: bool, quiet: bool, cases: Cases = None) -> list:
+    """One row per image: set, image, psnr_y and ssim_y for bicubic and (if any) the model;
+    the model's gain over bicubic offered to `cases` for the report."""
     lr_dir = folder / f"LR_x{scale}"
     rows = []
     for hr_path in progress(list_images(folder / "HR"), desc=folder.name, unit="img", quiet=quiet, leave=False):
         lr, hr = load_pair(hr_path, lr_dir, scale)
         predictions = [bicubic_prediction(lr, scale)] + ([run_model(model, lr, device, tta)] if model else [])
-        for label, scores in zip(("bicubic", "model"), score_images(predictions, hr, [PAPER], scale)):
+        scored = score_images(predictions, hr, [PAPER], scale)
+        for label, scores in zip(("bicubic", "model"), scored):
             rows.append({"set": folder.name, "image": hr_path.name, "model": label, **scores})
+        if model and cases is not None:
+            cases.offer(f"{folder.name}/{hr_path.name}", scored[1]["psnr_y"] - scored[0]["psnr_y"],
+                        lambda focus, a=(lr, *predictions, hr, scale): case_crops(*a, focus=focus), **scored[1])
     return rows
+
+
+def write_page(path: Path, name: str, scale: int, table: pd.DataFrame, images: pd.DataFrame, cases):
+    """report.html: the table, every image beside bicubic (lowest gain first), crops."""
+    wide = images.pivot_table(index=["set", "image"], columns="model", values=["psnr_y", "ssim_y"], sort=False)
+    wide.columns = [f"{who} {figure}" for figure, who in wide.columns]
+    wide = wide.reset_index()
+    model_column = next((c for c in wide if c.endswith("psnr_y") and not c.startswith("bicubic")), None)
+    if model_column:
+        wide.insert(2, "gain (dB)", wide[model_column] - wide["bicubic psnr_y"])
+        wide = wide.sort_values("gain (dB)")
+    cards = [(f"{r.set} {r.model}", f"{r.psnr_y:.2f} dB / {r.ssim_y:.4f}") for r in table.itertuples()]
+    sections = [("Table", table_html(table.to_dict("records"), formats={"psnr_y": ".2f"})),
+                ("Images" + (", lowest gain first" if model_column else ""),
+                 '<div class="scroll">' + table_html(wide.to_dict("records"), signed=("gain (dB)",),
+                                                     table_id="images") + "</div>")]
+    write_report(path, f"evaluation of {name}", f"x{scale}, {PAPER.describe(scale)}", cards, sections, cases)
 
 
 def main(argv=None):
@@ -94,9 +119,9 @@ def main(argv=None):
             model, _ = load_model(config.weights, device=device)
             scale = model.scale
             name = Path(config.weights).stem if Path(config.weights).is_file() else Path(config.weights).name
-        rows = []
+        rows, cases = [], Cases(keep=3)
         for folder in map(benchmark_folder, config.data):
-            rows += evaluate_set(model, folder, scale, device, config.tta, config.quiet)
+            rows += evaluate_set(model, folder, scale, device, config.tta, config.quiet, cases)
     except (FileNotFoundError, WeightsError, ImageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -117,7 +142,8 @@ def main(argv=None):
     atomic_write_text(out_dir / "table.csv", table.round({"psnr_y": 4, "ssim_y": 5}).to_csv(index=False))
     atomic_write_text(out_dir / "images.csv", images.to_csv(index=False, float_format="%.9f"))
     atomic_write_text(out_dir / "table.md", markdown + "\n")
-    print(f"written: {out_dir}/table.csv, table.md, images.csv")
+    write_page(out_dir / "report.html", name + tta, scale, table, images, cases)
+    print(f"written: {out_dir}/table.csv, table.md, images.csv, report.html")
     return 0
 
 

@@ -7,8 +7,10 @@ In:  a submission CSV or a folder of predicted PNGs; --hr the ground-truth HR
 Out: per-image and mean figures under both protocols of `srx4/scoring.py`
      (--protocol to pick one): competition = RGB PSNR, scikit-image SSIM,
      score = PSNR + 40 * SSIM; paper = Y (BT.601), `scale` px shaved, Gaussian
-     SSIM. The worst five images, and a per-image CSV (--output, default beside
-     the input). A grey ground truth: see the grey rule in scoring.py.
+     SSIM. The worst five images, a per-image CSV (--output, default beside
+     the input) and a report page beside it (<name>_report.html: the tables,
+     and crops of the images where the model gains least and most over
+     bicubic). A grey ground truth: see the grey rule in scoring.py.
 Speed: about 1 s per 1080p frame on 2 CPU cores with both protocols and the
      bicubic line (benchmarks/bench_score.py); float64 on a CPU, float32 on a GPU.
 
@@ -31,6 +33,7 @@ from srx4.config import option, parse_config
 from srx4.images import ImageError, list_images, read_image
 from srx4.infer import resolve_device
 from srx4.progress import progress
+from srx4.report import Cases, case_crops, table_html, write_report
 from srx4.scoring import PROTOCOLS, bicubic_prediction, score_images
 from srx4.submission import SubmissionError, iter_rows
 
@@ -66,17 +69,17 @@ def find_hr(hr_dir: Path, name: str) -> Path:
 
 
 def load_all(items, hr_dir: Path, lr_dir: Path, default_scale: int):
-    """Yield (name, sr, hr, bicubic or None, scale), decoded in a background thread one
+    """Yield (name, sr, hr, lr or None, bicubic or None, scale), decoded in a background thread one
     image ahead, so decoding overlaps the scoring of the previous image."""
     def load(name, sr):
         hr_path = find_hr(hr_dir, name)
         hr = read_image(hr_path, keep_grey=True)
         lr_path = lr_dir / hr_path.name
         if not lr_path.is_file():
-            return name, sr, hr, None, default_scale
+            return name, sr, hr, None, None, default_scale
         lr = read_image(lr_path, keep_grey=True)
         scale = hr.shape[0] // lr.shape[0]
-        return name, sr, hr, bicubic_prediction(lr, scale), scale
+        return name, sr, hr, lr, bicubic_prediction(lr, scale), scale
 
     ahead = queue.Queue(maxsize=2)
 
@@ -112,6 +115,34 @@ def summary_lines(table: pd.DataFrame, protocols, scale: int) -> list:
     return lines
 
 
+def write_page(path: Path, source: Path, table: pd.DataFrame, protocols, scale: int, cases):
+    """The report page: means per protocol, every image (lowest gain first), crops."""
+    means, cards = [], []
+    for protocol in protocols:
+        for prefix, label in (("", "model"), ("bicubic_", "bicubic")):
+            columns = [prefix + c for c in protocol.columns()]
+            if all(c in table for c in columns):
+                means.append({"protocol": protocol.name, "predictions": label, "images": len(table),
+                              **{c: table[prefix + c].mean() for c in protocol.columns()}})
+    headline = protocols[0].columns()[-1]
+    cards.append((f"model {headline}", f"{table[headline].mean():.3f}"))
+    if f"bicubic_{headline}" in table:
+        cards.append((f"bicubic {headline}", f"{table[f'bicubic_{headline}'].mean():.3f}"))
+    key = protocols[0].columns()[0]
+    images = table.copy()
+    if f"bicubic_{key}" in images:
+        images.insert(1, "gain (dB)", images[key] - images[f"bicubic_{key}"])
+        images = images.sort_values("gain (dB)")
+    else:
+        images = images.sort_values(headline)
+    sections = [("Means", table_html(means, formats={})),
+                ("Images, lowest gain first" if "gain (dB)" in images else f"Images, lowest {headline} first",
+                 '<div class="scroll">' + table_html(images.to_dict("records"), signed=("gain (dB)",),
+                                                     table_id="images") + "</div>")]
+    description = "; ".join(p.describe(scale) for p in protocols)
+    write_report(path, f"scores of {source.name}", f"{source} · x{scale} · {description}", cards, sections, cases)
+
+
 def main(argv=None):
     config = parse_config(ScoreConfig, "Score predictions against HR images.", argv, positional="predictions")
     source = Path(config.predictions)
@@ -120,7 +151,7 @@ def main(argv=None):
     protocols = list(PROTOCOLS.values()) if config.protocol == "both" else [PROTOCOLS[config.protocol]]
     device = resolve_device(config.device)
     dtype = torch.float64 if device.type == "cpu" else torch.float32
-    rows, scale = [], config.scale
+    rows, scale, cases = [], config.scale, Cases(keep=3)
     try:
         if not source.exists():
             raise FileNotFoundError(f"{source}: not found")
@@ -128,12 +159,16 @@ def main(argv=None):
             raise FileNotFoundError(f"{hr_dir}: no HR folder")
         count, items = predictions(source)
         bar = progress(total=count, desc="score", unit="img", quiet=config.quiet)
-        for name, sr, hr, bicubic, scale in load_all(items, hr_dir, lr_dir, config.scale):
+        for name, sr, hr, lr, bicubic, scale in load_all(items, hr_dir, lr_dir, config.scale):
             try:
                 scores = score_images([sr] if bicubic is None else [sr, bicubic], hr, protocols, scale, device, dtype)
                 row = {"id": name, **scores[0]}
                 if bicubic is not None:
                     row.update({f"bicubic_{k}": v for k, v in scores[1].items()})
+                    key = protocols[0].columns()[0]
+                    cases.offer(name, scores[0][key] - scores[1][key],
+                                lambda focus, a=(lr, bicubic, sr, hr, scale): case_crops(*a, focus=focus),
+                                **{c: scores[0][c] for c in protocols[0].columns()})
             except ValueError as err:
                 raise SubmissionError(f"{name}: {err}") from None
             rows.append(row)
@@ -149,7 +184,9 @@ def main(argv=None):
     print("\n".join(summary_lines(table, protocols, scale)))
     out = Path(config.output) if config.output else source.parent / f"{source.stem}_scores.csv"
     atomic_write_text(out, table.to_csv(index=False, float_format="%.9f"))
-    print(f"per-image scores: {out}")
+    page = out.with_name(out.name.removesuffix("_scores.csv").removesuffix(".csv") + "_report.html")
+    write_page(page, source, table, protocols, scale, cases)
+    print(f"per-image scores: {out}\nreport: {page}")
     return 0
 
 

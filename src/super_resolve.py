@@ -2,15 +2,18 @@
 
 In:  --weights FILE_OR_RUN_DIR (default: the newest run) and one or more images.
 Out: NAME_x<scale>.png; with --compare also NAME_x<scale>_compare.png, a
-     side-by-side figure of bicubic | SR at the output size.
+     labelled side-by-side figure of bicubic | SR at the output size, with
+     | HR and each panel's PSNR when --hr names the ground truth (a file, or a
+     folder holding one of the same name).
 
     python src/super_resolve.py --weights logs/demo photo.png --compare
+    python src/super_resolve.py --weights logs/demo data/test/lr/a.png --compare --hr data/test/hr
 """
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from srx4 import paths
 from srx4.checkpoint import WeightsError, load_model
@@ -18,6 +21,7 @@ from srx4.config import option, parse_config
 from srx4.images import ImageError, read_image, to_tensor, to_uint8, write_png
 from srx4.imresize import resize_tensor
 from srx4.infer import resolve_device, super_resolve
+from srx4.plots import labelled_strip
 
 
 @dataclass
@@ -25,9 +29,32 @@ class SuperResolveConfig:
     images: list = option([], "image files to super-resolve")
     weights: str = option("", "weights file or run folder (default: the run train.py finished last)")
     output: str = option("", "output folder (default: beside each image)")
-    compare: bool = option(False, "also write a bicubic | SR side-by-side picture")
+    compare: bool = option(False, "also write a labelled bicubic | SR side-by-side picture")
+    hr: str = option("", "with --compare: the ground truth (file, or folder with the same name) for | HR and PSNRs")
     tta: bool = option(False, "x8 self-ensemble")
     device: str = option("auto", "auto, cpu or cuda")
+
+
+def ground_truth(hr: str, image_path: Path):
+    """uint8 HR for image_path from --hr (a file, or a folder with the same name), or None."""
+    if not hr:
+        return None
+    path = Path(hr) / image_path.name if Path(hr).is_dir() else Path(hr)
+    return read_image(path)
+
+
+def comparison(lr, sr, scale: int, hr=None):
+    """Labelled bicubic | SR (| HR) at the output size; each panel's PSNR when HR is known."""
+    panels = [("bicubic", to_uint8(resize_tensor(lr[None].double(), scale)[0].float())), ("SR", to_uint8(sr))]
+    if hr is not None and hr.shape[:2] != panels[1][1].shape[:2]:
+        raise ImageError(f"HR is {hr.shape[1]}x{hr.shape[0]}, the output {sr.shape[2]}x{sr.shape[1]}")
+    labelled = [(label, image, None if hr is None else panel_psnr(image, hr)) for label, image in panels]
+    return labelled_strip(labelled + ([("HR", hr, None)] if hr is not None else []), gap=8)
+
+
+def panel_psnr(image, hr) -> float:
+    mse = np.mean((image.astype(np.float64) - hr.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
 
 
 def main(argv=None):
@@ -55,10 +82,13 @@ def main(argv=None):
         write_png(out, to_uint8(sr))
         print(f"wrote {out} ({sr.shape[2]}x{sr.shape[1]})")
         if config.compare:
-            bicubic = resize_tensor(lr, model.scale)[0]
-            gap = torch.ones(3, sr.shape[1], 8, device=device)
-            write_png(folder / f"{image_path.stem}_x{model.scale}_compare.png",
-                      to_uint8(torch.cat([bicubic, gap, sr.float()], dim=2)))
+            try:
+                compare = comparison(lr[0], sr, model.scale, ground_truth(config.hr, image_path))
+            except ImageError as err:
+                print(f"no comparison for {image_path}: {err}", file=sys.stderr)
+                failed += 1
+                continue
+            write_png(folder / f"{image_path.stem}_x{model.scale}_compare.png", compare)
     return 1 if failed else 0
 
 

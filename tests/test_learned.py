@@ -5,7 +5,9 @@ import json
 
 import pandas as pd
 
+from browser import open_page
 from conftest import run_script
+from test_report import read_table
 
 
 def test_trained_model_beats_bicubic_on_held_out_images(learned, tmp_path):
@@ -18,6 +20,11 @@ def test_trained_model_beats_bicubic_on_held_out_images(learned, tmp_path):
     for column in ("psnr", "score", "psnr_y"):          # both protocols
         gain = scores[column].mean() - scores[f"bicubic_{column}"].mean()
         assert gain > 0.1, (column, gain)
+    page = (tmp_path / "scores_report.html").read_text()          # score.py's page beside its CSV
+    rows = read_table(page, "images")
+    assert [r["id"] for r in rows] == list(scores.assign(g=scores["psnr"] - scores["bicubic_psnr"])
+                                           .sort_values("g")["id"])
+    assert page.count('class="compare"') == 4
 
 
 def test_best_weights_are_the_best_epochs(learned):
@@ -51,3 +58,9 @@ def test_evaluate_runs_the_model_on_both_sets_grey_image_included(learned, tmp_p
     for name in ("Set5", "Set14"):
         assert table.loc[(name, "learned"), "psnr_y"] > table.loc[(name, "bicubic"), "psnr_y"]
     assert abs(table.loc[("Set5", "bicubic"), "psnr_y"] - 28.43) < 0.01
+    rows = read_table((tmp_path / "report.html").read_text(), "images")      # evaluate.py's page
+    assert len(rows) == 5 + 14 and [float(r["gain (dB)"]) for r in rows] == sorted(float(r["gain (dB)"]) for r in rows)
+    with open_page(tmp_path / "report.html") as (page, errors):
+        assert page.evaluate("window.srx4.sliders") == 6
+        assert page.evaluate("window.srx4.setSlider(5, 70)") == 70
+        assert not errors, errors

@@ -181,7 +181,8 @@ def test_super_resolve_one_image_with_comparison(trained, tmp_path):
                       "--output", tmp_path, "--compare", work=work)
     assert "img_000_x4.png" in done.stdout
     assert read_image(tmp_path / "img_000_x4.png").shape == (96, 96, 3)
-    assert read_image(tmp_path / "img_000_x4_compare.png").shape == (96, 200, 3)
+    compare = read_image(tmp_path / "img_000_x4_compare.png")
+    assert compare.shape[1] == 200 and compare.shape[0] > 96          # bicubic | SR under their labels
 
 
 def test_local_validation_score_from_the_split(trained):

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from srx4.checkpoint import atomic_write_text, write_csv
 
 METRIC_COLUMNS = ["epoch", "step", "samples", "train_loss", "val_psnr", "val_psnr_y", "val_ssim", "val_score",
-                  "bicubic_psnr", "learning_rate", "dropped_samples", "skipped_steps", "train_seconds",
+                  "bicubic_psnr", "bicubic_score", "learning_rate", "dropped_samples", "skipped_steps", "train_seconds",
                   "val_seconds", "seconds"]
 SUMMARY_NAME = "summary.json"   # the run's final check against bicubic; predict.py reads it
 

@@ -73,6 +73,7 @@ class Trainer:
         self.select = cfg.get("select", "psnr")     # the validation figure that picks the best weights
         self.best = state.get("best", {self.select: float("-inf"), "epoch": 0})
         self.bicubic = state.get("bicubic")
+        self.bicubic_images = state.get("bicubic_images", {})    # name -> figures, for the report
         self.since_best = state.get("since_best", 0)
         if checkpoint:
             set_rng_state(checkpoint.get("rng", {}))
@@ -153,15 +154,29 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else {}, "epoch": self.epoch,
             "samples_in_epoch": self.samples_in_epoch, "samples_seen": self.samples_seen, "world": self.world,
             "learning_rate": self.optimizer.param_groups[0]["lr"], "best": self.best, "bicubic": self.bicubic,
-            "since_best": self.since_best, "train_config": self.cfg, "model_config": self.model_config,
+            "since_best": self.since_best, "bicubic_images": self.bicubic_images, "train_config": self.cfg, "model_config": self.model_config,
             "split": self.data.split, "rng": rng_state()})
 
     def _validate(self, model, dataset, indices, desc):
         """Scores the inference form of `model` (BatchNorm folded, channels-last: predict.py's
-        outputs, 2x faster on a CPU) on `indices` of `dataset`."""
+        outputs, 2x faster on a CPU) on `indices` of `dataset`. Returns (means, details),
+        details with the inference model under "model" (see engine.validate for the rest)."""
         fast = prepare_model(model, fold_bn=True, channels_last=self.cfg["channels_last"])
-        return validate(fast, dataset, self.device, self.cfg["scale"], self.rank, self.world, indices,
-                        self.cfg["amp"], self.cfg["amp_dtype"], desc)
+        metrics, details = validate(fast, dataset, self.device, self.cfg["scale"], self.rank, self.world, indices,
+                                    self.cfg["amp"], self.cfg["amp_dtype"], desc)
+        return metrics, {**details, "model": fast}
+
+    def _report(self, details, dataset, bicubic_images, status, summary=None):
+        """Rewrite logs/<run>/report.html (main process; never fatal to the run)."""
+        if not self.is_main or not details:
+            return
+        from srx4.run_report import case_source, write_run_report
+        try:
+            source = case_source(details["model"], dataset, self.device, self.cfg["scale"])
+            write_run_report(self.run_dir, self.cfg, self.log.rows, self.bicubic, details["per_image"],
+                             bicubic_images, source, status, summary)
+        except Exception as err:        # a picture must never cost a training run
+            self.log(f"report.html not written: {type(err).__name__}: {err}")
 
     def _eval_ready(self):
         """Make the BatchNorm running statistics those of the current weights (see engine)."""
@@ -191,8 +206,10 @@ class Trainer:
         cfg, log, data = self.cfg, self.log, self.data
         has_val = len(data.val_set) > 0
         if self.bicubic is None and has_val:
-            self.bicubic, _ = self._validate(Bicubic(cfg["scale"]).to(self.device), data.val_set, data.val_subset,
-                                             "bicubic")
+            self.bicubic, details = self._validate(Bicubic(cfg["scale"]).to(self.device), data.val_set,
+                                                   data.val_subset, "bicubic")
+            self.bicubic_images = {r["name"]: {k: r[k] for k in ("psnr", "psnr_y", "ssim", "score")}
+                                   for r in details["per_image"]}
             dropped = f" ({self.bicubic['dropped']} undecodable left out)" if self.bicubic["dropped"] else ""
             log(f"bicubic on the {self.bicubic['images']} validation images scored each epoch{dropped}: PSNR "
                 f"{self.bicubic['psnr']:.3f} dB, score {self.bicubic['score']:.3f}")
@@ -258,8 +275,8 @@ class Trainer:
         cfg, data = self.cfg, self.data
         val_start = time.time()
         self._eval_ready()
-        metrics, first = (self._validate(self.plain_model, data.val_set, data.val_subset, "validate")
-                          if has_val else ({}, None))
+        metrics, details = (self._validate(self.plain_model, data.val_set, data.val_subset, "validate")
+                            if has_val else ({}, None))
         improved = (not has_val) or metrics[self.select] > self.best.get(self.select, float("-inf"))
         if improved:
             self.best = {self.select: metrics.get(self.select, float("nan")), "epoch": epoch + 1, **metrics}
@@ -278,6 +295,8 @@ class Trainer:
                "skipped_steps": skipped, "train_seconds": f"{train_s:.3f}", "val_seconds": f"{val_s:.3f}",
                "seconds": f"{train_s + val_s:.1f}", "bicubic_psnr": f"{self.bicubic['psnr']:.4f}" if self.bicubic else ""}
         row.update({f"val_{k}": f"{metrics[k]:.4f}" for k in ("psnr", "psnr_y", "ssim", "score") if k in metrics})
+        if self.bicubic:
+            row["bicubic_score"] = f"{self.bicubic['score']:.4f}"
         self.log.add_row(row)
         text = (f"epoch {epoch + 1}/{cfg['epochs']}{'' if finished else ' (cut by --time-limit)'} "
                 f"loss {mean_loss:.4f}"
@@ -289,9 +308,11 @@ class Trainer:
         self.log(text)
         if self.is_main:
             from srx4.plots import plot_curves, save_comparison
-            plot_curves(self.log.rows, self.bicubic["psnr"] if self.bicubic else None, self.run_dir / "curves.png")
+            plot_curves(self.log.rows, self.bicubic, self.run_dir / "curves.png")
+            first = details["first"] if details else None
             if first is not None and cfg["sample_every"] and (epoch + 1) % cfg["sample_every"] == 0:
                 save_comparison(*first, cfg["scale"], self.run_dir / "samples" / f"epoch_{epoch + 1:03d}.png")
+        self._report(details, data.val_set, self.bicubic_images, f"training: epoch {epoch + 1} of {cfg['epochs']}")
         return val_s
 
     def _final_check(self):
@@ -301,16 +322,16 @@ class Trainer:
         best = self.plain_model
         if (self.run_dir / WEIGHTS_NAME).is_file():        # rank 0 wrote them; every rank reads them
             best, _ = load_model(self.run_dir / WEIGHTS_NAME, device=self.device)
-        model_metrics, _ = self._validate(best, data.guard_set, data.guard_indices, "final check")
-        bicubic = self._validate(Bicubic(self.cfg["scale"]).to(self.device), data.guard_set, data.guard_indices,
-                                 "final check (bicubic)")[0]
-        return model_metrics, bicubic
+        model_metrics, details = self._validate(best, data.guard_set, data.guard_indices, "final check")
+        bicubic, bicubic_details = self._validate(Bicubic(self.cfg["scale"]).to(self.device), data.guard_set,
+                                                  data.guard_indices, "final check (bicubic)")
+        return model_metrics, bicubic, details, {r["name"]: r for r in bicubic_details["per_image"]}
 
     def _summary(self, stopped):
         log = self.log
         if stopped:
             log(f"stopped early: {stopped}; resume with --resume {self.run_dir / CHECKPOINT_NAME}")
-        final, bicubic = self._final_check()
+        final, bicubic, final_details, bicubic_images = self._final_check()
         gain = final["psnr"] - bicubic["psnr"]
         data = self.data
         subset = len(data.val_subset) < len(data.val_set)
@@ -324,10 +345,15 @@ class Trainer:
         worse = gain < 0
         if worse:
             log(bicubic_warning(final["psnr"], bicubic["psnr"], data.guard_on))
+        summary = {"run": self.run_dir.name, "best_epoch": self.best.get("epoch", 0), "best_subset": self.best,
+                   "checked_on": data.guard_on, "model": final, "bicubic": bicubic, "gain_db": gain,
+                   "worse_than_bicubic": worse, "stopped": stopped or "", "epochs_done": self.epoch,
+                   "epoch_seconds": round(sum(float(r["seconds"]) for r in self.log.rows), 1)}
         if self.is_main:
-            write_json(self.run_dir / SUMMARY_NAME, {
-                "run": self.run_dir.name, "best_epoch": self.best.get("epoch", 0), "best_subset": self.best,
-                "checked_on": data.guard_on, "model": final, "bicubic": bicubic, "gain_db": gain,
-                "worse_than_bicubic": worse, "stopped": stopped or "", "epochs_done": self.epoch})
+            write_json(self.run_dir / SUMMARY_NAME, summary)
+        self._report(final_details, data.guard_set, bicubic_images,
+                     f"finished: {self.epoch} of {self.cfg['epochs']} epochs" + (f" ({stopped})" if stopped else ""),
+                     summary)
+        if self.is_main:
             paths.record_last_run(self.run_dir)
         log(f"weights: {self.run_dir / WEIGHTS_NAME}  checkpoint: {self.run_dir / CHECKPOINT_NAME}")
