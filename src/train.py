@@ -26,6 +26,7 @@ from srx4.checkpoint import WeightsError, load_checkpoint
 from srx4.config import CHANNELS_LAST_HELP, given_fields, option, parse_config
 from srx4.image_cache import CacheError
 from srx4.infer import AMP_DTYPES, resolve_device
+from srx4.tracking import TRACKERS, TrackerError, check_tracker
 from srx4.trainer import RunStopped, Trainer, run_dir_for
 
 
@@ -83,6 +84,8 @@ class TrainConfig:
     threads: int = option(0, "CPU threads for torch (0 = torch's default)")
     checkpoint_every: int = option(500, "also write last.ckpt every N steps (0 = only at epoch ends)")
     sample_every: int = option(5, "write an LR | bicubic | SR | HR picture every N epochs")
+    tracker: str = option("", "also log to tensorboard (logs/<run>/tensorboard) or mlflow (logs/mlflow.db); "
+                              "needs requirements-extras.txt", choices=TRACKERS)
     select: str = option("psnr", "what picks the best weights (and --patience watches): psnr, or score = "
                                  "PSNR + 40 SSIM (the GNR638 leaderboard's figure)", choices=["psnr", "score"])
     patience: int = option(0, "stop after N epochs without a better validation figure (--select) (0 = never)")
@@ -151,6 +154,11 @@ def main(argv=None):
         found = paths.default_train_dir()
         config = apply_demo(config, argv) if found is None else config
         config.data = config.data or str(found)
+    try:
+        check_tracker(config.tracker)
+    except TrackerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.gpu_memory_gb and torch.cuda.is_available():

@@ -78,6 +78,19 @@ def needs_shared(path: str):
     return pytest.mark.skip(reason=f"../shared/{path} not present")
 
 
+def need_module(name: str):
+    """Import an optional package (requirements-extras.txt), or skip the test with what to
+    install; under CI (CI=true), where .ci/run installs the extras, a failure instead."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        reason = f"{name} not installed (pip install -r requirements-extras.txt)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{reason}, and CI=true: this test must run in CI")
+        pytest.skip(reason)
+
+
 def held_out_pairs(folder: Path, hr_side: int = 128, scale: int = 4) -> Path:
     """folder/lr and folder/hr from Set14 photos (shipped in benchmarks/), which no training
     fixture crops from: images a model has never seen."""

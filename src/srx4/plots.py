@@ -8,7 +8,7 @@ import cv2  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from srx4.images import atomic_write_bytes, write_png  # noqa: E402
+from srx4.images import atomic_write_bytes  # noqa: E402
 
 
 def _column(rows, name):
@@ -78,7 +78,3 @@ def comparison_strip(lr, sr, hr, scale: int, max_side: int = 256) -> np.ndarray:
     side = min(max_side, hr.shape[1], hr.shape[2])
     crops = case_crops(lr, bicubic, sr, hr, scale, focus="centre", side=side)
     return labelled_strip(crops["panels"])
-
-
-def save_comparison(lr, sr, hr, scale: int, path):
-    write_png(path, comparison_strip(lr, sr, hr, scale))

@@ -24,6 +24,7 @@ from srx4.infer import autocast_dtype, prepare_model
 from srx4.models import Bicubic, build_model, count_parameters
 from srx4.progress import progress
 from srx4.runlog import SUMMARY_NAME, RunLog, bicubic_warning
+from srx4.tracking import open_tracker
 from srx4.train_data import TrainData
 
 
@@ -82,6 +83,9 @@ class Trainer:
                      f"{self.learning_rate():.6g}")
         if self.is_main:
             write_json(self.run_dir / "config.json", cfg)
+        self.tracker = open_tracker(cfg.get("tracker", ""), self.run_dir, cfg) if self.is_main else None
+        if self.tracker:
+            self.log(f"tracking to {self.tracker.description}")
 
     def _carry_over(self, source: Path):
         """Resuming into a new folder: bring the best weights and the rows so far along,
@@ -307,11 +311,16 @@ class Trainer:
                 + f" | train {train_s:.0f}s, validate {val_s:.0f}s")
         self.log(text)
         if self.is_main:
-            from srx4.plots import plot_curves, save_comparison
+            from srx4.images import write_png
+            from srx4.plots import comparison_strip, plot_curves
             plot_curves(self.log.rows, self.bicubic, self.run_dir / "curves.png")
             first = details["first"] if details else None
-            if first is not None and cfg["sample_every"] and (epoch + 1) % cfg["sample_every"] == 0:
-                save_comparison(*first, cfg["scale"], self.run_dir / "samples" / f"epoch_{epoch + 1:03d}.png")
+            sample = cfg["sample_every"] and (epoch + 1) % cfg["sample_every"] == 0
+            strip = comparison_strip(*first, cfg["scale"]) if first is not None and (sample or self.tracker) else None
+            if sample and strip is not None:
+                write_png(self.run_dir / "samples" / f"epoch_{epoch + 1:03d}.png", strip)
+            if self.tracker:
+                self.tracker.epoch(row, strip)
         self._report(details, data.val_set, self.bicubic_images, f"training: epoch {epoch + 1} of {cfg['epochs']}")
         return val_s
 
@@ -356,4 +365,6 @@ class Trainer:
                      summary)
         if self.is_main:
             paths.record_last_run(self.run_dir)
+            if self.tracker:
+                self.tracker.finish(summary, self.run_dir)
         log(f"weights: {self.run_dir / WEIGHTS_NAME}  checkpoint: {self.run_dir / CHECKPOINT_NAME}")
