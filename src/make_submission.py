@@ -7,7 +7,9 @@ In:  --input the PNG folder from predict.py (default: the one predict.py wrote l
      input or data/): ids, order and count come from it, and ids with no test
      image are refused, naming a few, before anything is written.
 Out: --output CSV (default submissions/submission.csv), streamed to a temp file
-     and renamed only once every row is valid; --zip also writes CSV.zip.
+     and renamed only once every row is valid; --zip also writes CSV.zip; a row
+     in submissions/log.csv naming the CSV, its sha256 and the run whose weights
+     made the PNGs (submit.py and inspect_run.py read it).
 
     python src/make_submission.py
     python src/make_submission.py --input submissions/srresnet_a/png --sample data/sample_submission.csv
@@ -20,7 +22,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from srx4 import paths
+from srx4 import paths, submission_log
+from srx4.submission_log import weights_of
 from srx4.config import option, parse_config
 from srx4.submission import SubmissionError, write_submission
 
@@ -61,6 +64,10 @@ def main(argv=None):
         return 1
     size_mb = out_csv.stat().st_size / 1e6
     print(f"wrote {out_csv}: {rows} rows, {size_mb:.1f} MB, in {time.time() - started:.1f}s")
+    made_by = weights_of(png_dir)
+    submission_log.append_entry(event="csv", csv=out_csv.resolve(), sha256=submission_log.file_sha256(out_csv),
+                                rows=rows, png_dir=png_dir.resolve(), **made_by)
+    print(f"recorded in {submission_log.log_path()}: made by run {made_by.get('run') or '(unknown weights)'}")
     for problem in missing:
         print(f"left out: {problem}", file=sys.stderr)
     if config.zip:

@@ -39,8 +39,7 @@ from srx4.infer import AMP_DTYPES, prepare_model, resolve_device, super_resolve
 from srx4.models import Bicubic
 from srx4.progress import progress
 from srx4.runlog import SUMMARY_NAME, bicubic_warning
-
-MANIFEST = ".srx4-weights.json"
+from srx4.submission_log import MANIFEST      # .srx4-weights.json in each PNG folder: the weights that wrote it
 
 
 @dataclass

@@ -3,7 +3,9 @@
 In:  --csv (default submissions/submission.csv), --competition SLUG, --message,
      --lr-dir the test LR folder to validate against (default: as predict.py).
 Out: the upload, or one line saying what is wrong (exit 1): an invalid CSV, no
-     kaggle CLI, no credentials, rules not accepted, no network.
+     kaggle CLI, no credentials, rules not accepted, no network. The message
+     names the run whose weights made the CSV (from submissions/log.csv, written
+     by make_submission.py), and the upload is appended to that log.
 
     python src/submit.py --competition gnr-638 -m "srresnet, 100 epochs"
 """
@@ -11,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from srx4 import paths
+from srx4 import paths, submission_log
 from srx4.config import option, parse_config
 from srx4.kaggle_cli import KaggleError, run_kaggle
 from srx4.submission import SubmissionError, validate_csv
@@ -39,7 +41,20 @@ def main(argv=None):
             lr_dir = Path(config.lr_dir) if config.lr_dir else paths.default_test_dir()
             rows = validate_csv(csv_path, lr_dir, config.scale)
             print(f"{csv_path}: {rows} valid rows")
-        print(run_kaggle(["competitions", "submit", config.competition, "-f", str(csv_path), "-m", config.message]))
+        digest = submission_log.file_sha256(csv_path)
+        made = submission_log.entry_for(csv_path, digest)
+        message = config.message
+        if made and made.get("run"):
+            message = f"{message} [run {made['run']}" + (", tta" if made.get("tta") == "True" else "") + "]"
+        else:
+            print(f"note: {csv_path} is not in {submission_log.log_path()} with these bytes: the upload cannot "
+                  f"be traced to a run (write it with make_submission.py)", file=sys.stderr)
+        print(run_kaggle(["competitions", "submit", config.competition, "-f", str(csv_path), "-m", message]))
+        submission_log.append_entry(event="submitted", csv=csv_path.resolve(), sha256=digest,
+                                    competition=config.competition, message=message,
+                                    **{k: (made or {}).get(k, "") for k in ("rows", "run", "run_dir", "weights",
+                                                                            "weights_sha256", "tta", "png_dir")})
+        print(f"recorded in {submission_log.log_path()}")
     except (KaggleError, SubmissionError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

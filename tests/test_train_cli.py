@@ -164,6 +164,16 @@ def test_hostile_training_folder_is_reported_and_the_run_finishes(tmp_path):
     a, b = (load_file(tmp_path / f"logs/{r}/best.safetensors") for r in ("h", "h_on"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
+    # inspect_run.py reads the hostile run's counts back, and compares the two runs
+    shown = json.loads(run_script("inspect_run.py", tmp_path / "logs/h", "--json", work=tmp_path).stdout)
+    assert shown["hygiene"]["used"] == report["used"]
+    assert shown["hygiene"]["problems"] == {k: len(v) for k, v in report["problems"].items()}
+    assert shown["split"] == {"train": len(split["train"]), "val": len(split["val"])}
+    table = run_script("inspect_run.py", *sorted((tmp_path / "logs").iterdir()), work=tmp_path).stdout
+    header = table.splitlines()[0]
+    assert "device_data" in header and "| h |" in table and "| h_on |" in table and "num_blocks" not in header
+    assert "report.html not written" not in (tmp_path / "logs/h/train.log").read_text()
+
 
 def test_empty_folder_is_one_clear_error(tmp_path):
     (tmp_path / "empty/lr").mkdir(parents=True)
