@@ -1,16 +1,20 @@
-"""SRResNet x4 prediction throughput: predict.py's path vs a naive eager fp32 loop.
+"""SRResNet x4 prediction throughput: predict.py's paths vs a naive eager fp32 loop.
 
 Same weights, same inputs (the real GNR638 LR frames, repeated). Naive: one
 image at a time, fp32, NCHW, BatchNorm as trained. predict.py's path: BatchNorm
 folded, channels-last, batched, bf16/fp16 autocast on CUDA, converted to uint8
 on the device. Prints HR
 megapixels/s of both, the ratio, the largest output difference, the share of
-values within 1 grey level and the PSNR of both against the HR frames.
+values within 1 grey level and the PSNR of both against the HR frames. Where
+onnxruntime is installed, also predict.py --backend onnxruntime (the same folded
+model exported to ONNX, run in ONNX Runtime, same batches); where the CPU has
+bf16 instructions (avx512_bf16 / AMX), also the CPU bf16 autocast path.
 
     python benchmarks/bench_predict.py                       # CPU, 2 frames
     python benchmarks/bench_predict.py --frames 32 --device cuda --weights logs/run
 """
 import argparse
+import importlib.util
 
 import numpy as np
 import torch
@@ -18,7 +22,7 @@ import torch
 from common import machine, sample_dir, timed
 from srx4.checkpoint import load_model
 from srx4.images import list_images, read_image, to_tensor, to_uint8_batch
-from srx4.infer import prepare_model, super_resolve
+from srx4.infer import cpu_has_bf16, prepare_model, super_resolve
 from srx4.metrics import psnr
 from srx4.models import SRResNet
 
@@ -61,29 +65,40 @@ def main():
 
     fast_model = prepare_model(model)
 
-    def fast():
+    def fast(runner=fast_model, amp=device.type == "cuda"):
         out = []
         for start in range(0, len(lrs), args.batch_size):
             batch = torch.stack(lrs[start:start + args.batch_size]).to(device)
-            out.append(to_uint8_batch(super_resolve(fast_model, batch, tile=0)))  # uint8 (N, sH, sW, 3)
+            out.append(to_uint8_batch(super_resolve(runner, batch, tile=0, amp=amp)))  # uint8 (N, sH, sW, 3)
         return np.concatenate(out)
 
     t_naive, out_naive = timed(naive, args.repeats, sync)
     t_fast, out_fast = timed(fast, args.repeats, sync)
+    others = {}
+    if device.type == "cpu" and importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+        import tempfile
+        from srx4.onnx_model import OnnxModel, export_onnx
+        with tempfile.TemporaryDirectory() as folder:
+            export_onnx(prepare_model(model, channels_last=False), {"name": "srresnet", "scale": 4}, f"{folder}/m.onnx")
+            onnx_model = OnnxModel(f"{folder}/m.onnx")
+            others["predict.py --backend onnxruntime"] = timed(lambda: fast(onnx_model), args.repeats, sync)
+    if device.type == "cpu" and cpu_has_bf16():
+        others["CPU bf16 autocast"] = timed(lambda: fast(fast_model, amp=True), args.repeats, sync)
     hr_mpix = sum(x.shape[1] * x.shape[2] for x in hrs) / 1e6
     q_naive = torch.stack([o.mul(255).round() for o in out_naive])
-    q_fast = torch.from_numpy(out_fast).permute(0, 3, 1, 2).float()
-    diff = (q_naive - q_fast).abs()
     psnr_naive = np.mean([psnr(q_naive[i] / 255, hrs[i]).item() for i in range(len(hrs))])
-    psnr_fast = np.mean([psnr(q_fast[i] / 255, hrs[i]).item() for i in range(len(hrs))])
     print(f"machine: {machine()}; device {device}; {len(lrs)} frames "
-          f"{lrs[0].shape[2]}x{lrs[0].shape[1]} -> x4; weights {args.weights or 'seeded SRResNet-16'}")
-    print(f"naive eager fp32 per image : {hr_mpix / t_naive:8.2f} HR MP/s ({t_naive:.2f}s)")
-    print(f"predict.py path            : {hr_mpix / t_fast:8.2f} HR MP/s ({t_fast:.2f}s)")
-    print(f"speed-up                   : {t_naive / t_fast:8.2f}x")
-    print(f"max difference {diff.max().item():.0f} grey levels; within 1 level: "
-          f"{(diff <= 1).float().mean().item() * 100:.3f}%; PSNR vs HR {psnr_naive:.4f} -> {psnr_fast:.4f} dB "
-          f"({psnr_fast - psnr_naive:+.4f})")
+          f"{lrs[0].shape[2]}x{lrs[0].shape[1]} -> x4; weights {args.weights or 'seeded SRResNet-16'}; "
+          f"CPU bf16 instructions: {cpu_has_bf16()}")
+    print(f"{'naive eager fp32 per image':34}: {hr_mpix / t_naive:8.2f} HR MP/s ({t_naive:.2f}s)")
+    for label, (seconds, out) in {"predict.py path (torch)": (t_fast, out_fast), **others}.items():
+        q = torch.from_numpy(out).permute(0, 3, 1, 2).float()
+        diff = (q_naive - q).abs()
+        psnr_q = np.mean([psnr(q[i] / 255, hrs[i]).item() for i in range(len(hrs))])
+        print(f"{label:34}: {hr_mpix / seconds:8.2f} HR MP/s ({seconds:.2f}s), {t_naive / seconds:5.2f}x the naive "
+              f"loop; max diff {diff.max().item():.0f} grey levels, within 1: "
+              f"{(diff <= 1).float().mean().item() * 100:.3f}%, PSNR {psnr_naive:.4f} -> {psnr_q:.4f} dB "
+              f"({psnr_q - psnr_naive:+.4f})")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,14 @@
 In:  --competition SLUG (the name in the competition's URL); --out (default data/).
 Out: the files under --out, unzipped; prints the training lr/ + hr/ folders and
      the test LR folder it found, with image counts, and what to pass to train.py.
+     The download and the unzip show progress (bytes, rate, ETA when Kaggle lists
+     the sizes).
 
     python src/download.py --competition gnr-638
 """
+import re
 import sys
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +18,16 @@ from pathlib import Path
 from srx4.config import option, parse_config
 from srx4.images import list_images
 from srx4.kaggle_cli import KaggleError, run_kaggle
+from srx4.progress import progress
+
+UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
 
 
 @dataclass
 class DownloadConfig:
     competition: str = option("", "the competition's URL slug")
     out: str = option("data", "folder to download and unzip into")
+    quiet: bool = option(False, "no progress bars or progress lines")
 
 
 def describe_layout(root: Path) -> list:
@@ -35,6 +43,48 @@ def describe_layout(root: Path) -> list:
     return lines
 
 
+def listed_bytes(listing: str):
+    """Total size from `kaggle competitions files` output ("28GB", "512 MB" ...), or None."""
+    sizes = re.findall(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(TB|GB|MB|KB|B)\b", listing)
+    return int(sum(float(v) * UNITS[u] for v, u in sizes)) or None
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def download_with_progress(slug: str, out: Path, total):
+    """Run the kaggle CLI's download while a bar follows the bytes arriving in `out`."""
+    start, done = folder_bytes(out), threading.Event()
+    bar = progress(total=total, desc="download", unit="B", unit_scale=True)
+
+    def watch():
+        seen = 0
+        while not done.wait(1.0):
+            now = folder_bytes(out) - start
+            bar.update(max(0, now - seen))
+            seen = max(seen, now)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        return run_kaggle(["competitions", "download", "-c", slug, "-p", str(out)])
+    finally:
+        done.set()
+        watcher.join()
+        bar.close()
+
+
+def unzip_with_progress(archive: Path, out: Path):
+    with zipfile.ZipFile(archive) as zf:
+        members = zf.infolist()
+        bar = progress(total=sum(m.file_size for m in members), desc=f"unzip {archive.name}", unit="B",
+                       unit_scale=True)
+        for member in members:
+            zf.extract(member, out)
+            bar.update(member.file_size)
+        bar.close()
+
+
 def main(argv=None):
     config = parse_config(DownloadConfig, "Download and unzip a competition's data.", argv)
     out = Path(config.out)
@@ -42,13 +92,16 @@ def main(argv=None):
         if not config.competition:
             raise KaggleError("--competition SLUG is required (the name in the competition's URL)")
         out.mkdir(parents=True, exist_ok=True)
-        print(run_kaggle(["competitions", "download", "-c", config.competition, "-p", str(out)]))
+        try:
+            total = listed_bytes(run_kaggle(["competitions", "files", "-c", config.competition], timeout=120))
+        except KaggleError:
+            total = None               # the listing is only for the ETA
+        print(download_with_progress(config.competition, out, total))
     except KaggleError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     for archive in sorted(out.glob("*.zip")):
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(out)
+        unzip_with_progress(archive, out)
         print(f"unzipped {archive.name}")
     lines = describe_layout(out)
     print("\n".join(lines) if lines else f"no lr/ + hr/ folders found under {out}: arrange them as README.md says")

@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from srx4 import paths
-from srx4.checkpoint import WeightsError, atomic_write_text, load_model
+from srx4.checkpoint import WeightsError, atomic_write_text
+from srx4.onnx_model import load_runnable
 from srx4.config import option, parse_config
 from srx4.images import ImageError, list_images, read_image, to_tensor, to_uint8
 from srx4.imresize import imresize, modcrop
@@ -36,7 +37,7 @@ SHIPPED_SETS = paths.REPO / "benchmarks"
 
 @dataclass
 class EvaluateConfig:
-    weights: str = option("", "weights file or run folder")
+    weights: str = option("", "weights: run folder, .safetensors or .onnx")
     model: str = option("", "'bicubic' to evaluate the baseline alone", choices=["", "bicubic"])
     data: list = option([], "benchmark folders (each with HR/ and LR_x<scale>/ or HR/ alone), or Set5 / Set14")
     scale: int = option(4, "scale (weights carry their own)")
@@ -116,7 +117,7 @@ def main(argv=None):
         if config.model != "bicubic":
             if not config.weights:
                 raise WeightsError("--weights or --model bicubic is required")
-            model, _ = load_model(config.weights, device=device)
+            model, _ = load_runnable(config.weights, device)
             scale = model.scale
             name = Path(config.weights).stem if Path(config.weights).is_file() else Path(config.weights).name
         rows, cases = [], Cases(keep=3)

@@ -39,6 +39,7 @@ class SubmissionConfig:
     allow_missing: bool = option(False, "write the rows that are valid and list the rest")
     zip: bool = option(False, "also write a .zip of the CSV for upload")
     workers: int = option(0, "threads reading and checking PNGs (0 = all cores)")
+    quiet: bool = option(False, "no progress bars or progress lines")
 
 
 def main(argv=None):

@@ -31,12 +31,13 @@ import numpy as np
 import torch
 
 from srx4 import paths
-from srx4.checkpoint import WeightsError, load_model, resolve_weights, write_json
+from srx4.checkpoint import WeightsError, resolve_weights, write_json
 from srx4.config import CHANNELS_LAST_HELP, option, parse_config
 from srx4.images import ImageError, image_size, list_images, read_image, to_uint8_batch, write_png
 from srx4.imresize import resize_tensor
 from srx4.infer import AMP_DTYPES, prepare_model, resolve_device, super_resolve
 from srx4.models import Bicubic
+from srx4.onnx_model import OnnxModel, load_runnable
 from srx4.progress import progress
 from srx4.runlog import SUMMARY_NAME, bicubic_warning
 from srx4.submission_log import MANIFEST      # .srx4-weights.json in each PNG folder: the weights that wrote it
@@ -63,6 +64,10 @@ class PredictConfig:
                                     "else fp16: a T4 is 7.5), bf16 or fp16", choices=AMP_DTYPES)
     fold_bn: bool = option(True, "fold BatchNorm into the convolutions (same outputs, faster)")
     channels_last: bool = option(True, CHANNELS_LAST_HELP)
+    backend: str = option("auto", "torch, or onnxruntime (exports the weights to ONNX first; needs "
+                                  "requirements-extras.txt); auto = onnxruntime for a .onnx file, else torch",
+                          choices=["auto", "torch", "onnxruntime"])
+    quiet: bool = option(False, "no progress bars or progress lines")
 
 
 def file_digest(path: Path) -> str:
@@ -82,11 +87,15 @@ def load_predictor(config, device):
         raise WeightsError(f"no finished run recorded in {paths.logs_dir() / paths.LAST_RUN}: run python "
                            f"src/train.py first, or pass --weights or --model bicubic")
     weights = resolve_weights(weights)
-    model, model_config = load_model(weights, device=device)
-    print(f"weights: {weights}" + ("" if config.weights else " (the run train.py finished last)"))
+    model, model_config = load_runnable(weights, device, config.backend)
+    backend = "onnxruntime" if isinstance(model, OnnxModel) else "torch"
+    print(f"weights: {weights}" + ("" if config.weights else " (the run train.py finished last)")
+          + (f"; ONNX Runtime ({', '.join(model.providers)})" if backend == "onnxruntime" else ""))
     warn_if_worse_than_bicubic(weights.parent)
-    return model, {"weights": str(weights.resolve()), "sha256": file_digest(weights), **model_config}, \
-        weights.parent.name
+    identity = {"weights": str(weights.resolve()), "sha256": file_digest(weights), **model_config}
+    if backend != "torch":      # kept out for torch: folders written before this key existed stay resumable
+        identity["backend"] = backend
+    return model, identity, weights.parent.name if weights.suffix != ".onnx" else weights.stem
 
 
 def warn_if_worse_than_bicubic(run_dir: Path):
@@ -153,7 +162,8 @@ def main(argv=None):
     device = resolve_device(config.device)
     try:
         model, identity, run_name = load_predictor(config, device)
-        model = prepare_model(model, config.fold_bn, config.channels_last)
+        if not isinstance(model, OnnxModel):
+            model = prepare_model(model, config.fold_bn, config.channels_last)
         identity["tta"] = config.tta
         if config.val_of:
             in_dir, names = validation_inputs(Path(config.val_of))

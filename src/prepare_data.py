@@ -31,6 +31,7 @@ class PrepareConfig:
     crop_size: int = option(0, "HR sub-image side (0 = whole images); a multiple of the scale")
     step: int = option(0, "stride between sub-images (default: crop size)")
     workers: int = option(0, "processes (0 = all cores)")
+    quiet: bool = option(False, "no progress bars or progress lines")
 
 
 def boxes(h, w, size, step, scale):

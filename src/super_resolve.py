@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from srx4 import paths
-from srx4.checkpoint import WeightsError, load_model
+from srx4.checkpoint import WeightsError
+from srx4.onnx_model import load_runnable
 from srx4.config import option, parse_config
 from srx4.images import ImageError, read_image, to_tensor, to_uint8, write_png
 from srx4.imresize import resize_tensor
 from srx4.infer import resolve_device, super_resolve
 from srx4.plots import labelled_strip
+from srx4.progress import progress
 
 
 @dataclass
@@ -33,6 +35,7 @@ class SuperResolveConfig:
     hr: str = option("", "with --compare: the ground truth (file, or folder with the same name) for | HR and PSNRs")
     tta: bool = option(False, "x8 self-ensemble")
     device: str = option("auto", "auto, cpu or cuda")
+    quiet: bool = option(False, "no progress bars or progress lines")
 
 
 def ground_truth(hr: str, image_path: Path):
@@ -65,11 +68,11 @@ def main(argv=None):
         weights = config.weights or paths.last_run()
         if not weights:
             raise WeightsError("no trained weights found: pass --weights or run python src/train.py first")
-        model, _ = load_model(weights, device=device)
+        model, _ = load_runnable(weights, device)
     except WeightsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for image_path in map(Path, config.images):
+    for image_path in progress(list(map(Path, config.images)), desc="super-resolve", unit="img"):
         try:
             lr = to_tensor(read_image(image_path))[None].to(device)            # (1, 3, H, W) in [0, 1]
         except ImageError as err:

@@ -96,6 +96,7 @@ class TrainConfig:
     cache_dir: str = option("", "folder for the on-disk image cache, shared by the ranks and removed at exit "
                                 "(default: the system temp folder; never Kaggle's /kaggle/working)")
     deterministic: bool = option(False, "deterministic algorithms (bit-identical reruns, slower on GPU)")
+    quiet: bool = option(False, "no progress bars or progress lines")
 
 
 # The demo trains a small bicubic-residual SRResNet that beats bicubic within minutes on 2 CPU cores.

@@ -54,9 +54,14 @@ def build_parser(config_class, description: str, positional: str = None) -> argp
 
 
 def parse_config(config_class, description: str, argv=None, positional: str = None):
-    """Parse argv (None = sys.argv) into an instance of `config_class`."""
+    """Parse argv (None = sys.argv) into an instance of `config_class`; a `quiet` field
+    that is set silences every progress bar of the process."""
     args = build_parser(config_class, description, positional).parse_args(argv)
-    return config_class(**vars(args))
+    config = config_class(**vars(args))
+    if getattr(config, "quiet", False):
+        from srx4.progress import set_quiet
+        set_quiet()
+    return config
 
 
 def option(default, help_text: str, choices=None, aliases=()):

@@ -98,6 +98,26 @@ def _upscale_axis(x: torch.Tensor, dim: int, scale: int) -> torch.Tensor:
     return out.reshape(*x.shape[:-1], length * scale).movedim(-1, dim)
 
 
+class BicubicUpscale(torch.nn.Module):
+    """MATLAB bicubic integer upscale of float (N, C, H, W) as a network layer: edge
+    replication by 2, one fixed 5x5 convolution per channel giving its scale^2 output
+    phases (the outer product of `phase_taps`), then PixelShuffle. Equal to
+    `resize_tensor(x, scale)` up to float rounding; one conv instead of gathers, and it
+    exports to ONNX. The weights are a non-persistent buffer: not in state dicts."""
+
+    def __init__(self, scale: int, channels: int = 3):
+        super().__init__()
+        self.scale, self.channels = scale, channels
+        taps = phase_taps(scale)                                               # (5, scale)
+        kernel = torch.einsum("ai,bj->ijab", taps, taps).reshape(scale * scale, 1, 5, 5)   # phase (i, j) -> 5x5
+        self.register_buffer("weight", kernel.repeat(channels, 1, 1, 1).float(), persistent=False)
+
+    def forward(self, x):                                                     # (N, C, H, W)
+        padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")    # (N, C, H + 4, W + 4)
+        phases = torch.nn.functional.conv2d(padded, self.weight.to(x.dtype), groups=self.channels)  # (N, C s^2, H, W)
+        return torch.nn.functional.pixel_shuffle(phases, self.scale)          # (N, C, sH, sW)
+
+
 def round_half_away(x: torch.Tensor) -> torch.Tensor:
     """MATLAB's `round`: halves go away from zero (2.5 -> 3, -2.5 -> -3)."""
     return torch.sign(x) * torch.floor(x.abs() + 0.5)

@@ -8,7 +8,10 @@ process out of memory is killed, not warned); a CUDA out-of-memory error is
 retried with smaller tiles.
 """
 import copy
+import functools
 import math
+import os
+from pathlib import Path
 
 import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -46,6 +49,38 @@ def autocast_dtype(device: torch.device, choice: str = "auto"):
     if choice != "auto":
         return {"bf16": torch.bfloat16, "fp16": torch.float16}[choice]
     return amp_dtype_for(torch.cuda.get_device_capability(device))
+
+
+def cpu_flags_have_bf16(cpuinfo: str) -> bool:
+    """Whether /proc/cpuinfo text lists native bf16 arithmetic (avx512_bf16 or AMX)."""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """This CPU computes bf16 natively (SRX4_CPU_BF16=0/1 overrides the reading)."""
+    forced = os.environ.get("SRX4_CPU_BF16", "")
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        return cpu_flags_have_bf16(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return False
+
+
+def inference_dtype(device: torch.device, choice: str = "auto"):
+    """The autocast dtype for running a model (predict, validation): on CUDA as
+    `autocast_dtype`; on a CPU bf16 where it is native (auto) or asked for (bf16),
+    else None (fp32). Training on a CPU stays fp32."""
+    if device.type == "cuda":
+        return autocast_dtype(device, choice)
+    if choice not in AMP_DTYPES:
+        raise ValueError(f"--amp-dtype {choice!r}: expected one of {', '.join(AMP_DTYPES)}")
+    return torch.bfloat16 if choice == "bf16" or (choice == "auto" and cpu_has_bf16()) else None
 
 
 def memory_budget(device: torch.device) -> int:
@@ -95,7 +130,7 @@ def _forward(model, lr, amp_dtype):
     if getattr(model, "channels_last", False):
         lr = lr.contiguous(memory_format=torch.channels_last)
     if amp_dtype is not None:
-        with torch.autocast("cuda", dtype=amp_dtype):
+        with torch.autocast(lr.device.type, dtype=amp_dtype):
             return model(lr).float()
     return model(lr)
 
@@ -122,11 +157,11 @@ def _tiled(model, lr, tile: int, overlap: int, scale: int, amp_dtype):
 def super_resolve(model, lr, tile: int = None, amp: bool = True, tta: bool = False, amp_dtype: str = "auto"):
     """lr (N, 3, H, W) in [0, 1] on the model's device -> sr (N, 3, sH, sW).
 
-    tile: LR tile side; None = automatic, 0 = whole image. amp: autocast on CUDA
-    in `amp_dtype` (auto, bf16 or fp16; see `autocast_dtype`)."""
+    tile: LR tile side; None = automatic, 0 = whole image. amp: autocast in `amp_dtype`
+    (auto, bf16 or fp16; see `inference_dtype`: on a CPU only bf16, where it is native)."""
     scale = model.scale
     overlap = int(math.ceil(getattr(model, "receptive_radius", 16))) + 2
-    amp_dtype = autocast_dtype(lr.device, amp_dtype) if amp else None
+    amp_dtype = inference_dtype(lr.device, amp_dtype) if amp else None
     if tile is None:
         tile = auto_tile(model, lr.shape[2], lr.shape[3], lr.shape[0], lr.device)
 

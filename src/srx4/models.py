@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from srx4.imresize import resize_tensor
+from srx4.imresize import BicubicUpscale, resize_tensor
 from srx4.metrics import rgb_to_ycbcr, ycbcr_to_rgb
 
 
@@ -64,6 +64,7 @@ class SRResNet(nn.Module):
         if bicubic_residual:  # start from "SR = bicubic": the learned part begins near zero
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)
+            self.bicubic = BicubicUpscale(scale)
         # receptive radius in LR pixels: head 4, 2 per block, 1 body tail, upsampling and
         # tail convs (<= 1 + 1 + 1 LR pixel), +2 for the bicubic residual
         self.receptive_radius = 4 + 2 * num_blocks + 1 + 3 + (2 if bicubic_residual else 0)
@@ -73,7 +74,8 @@ class SRResNet(nn.Module):
         feat = feat + self.body_tail(self.blocks(feat))
         sr = self.tail(self.upsample(feat))     # (N, 3, sH, sW)
         if self.bicubic_residual:
-            sr = sr + resize_tensor(lr, self.scale)
+            with torch.autocast(lr.device.type, enabled=False):     # in fp32 under bf16/fp16 autocast
+                sr = sr.float() + self.bicubic(lr.float())       # + MATLAB bicubic of the input, (N, 3, sH, sW)
         return sr
 
 
@@ -98,9 +100,10 @@ class SRCNN(nn.Module):
             nn.Conv2d(64, 32, k2, padding=k2 // 2), nn.ReLU(inplace=True),
             nn.Conv2d(32, c, k3, padding=k3 // 2))
         self.receptive_radius = 2 + math.ceil((k1 // 2 + k2 // 2 + k3 // 2) / scale)
+        self.bicubic = BicubicUpscale(scale)
 
     def forward(self, lr):                        # lr: (N, 3, H, W) in [0, 1]
-        up = resize_tensor(lr, self.scale)        # (N, 3, sH, sW) bicubic
+        up = self.bicubic(lr)                     # (N, 3, sH, sW) bicubic
         if not self.y_only:
             return self.body(up)
         ycbcr = rgb_to_ycbcr(up)

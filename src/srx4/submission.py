@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from srx4.images import ImageError, decode_image, image_size, list_images
+from srx4.progress import progress
 
 HEADER = ("id", "Encoded_Image")
 csv.field_size_limit(min(sys.maxsize, 2 ** 31 - 1))  # rows are megabytes long
@@ -88,6 +89,7 @@ def write_submission(png_dir, lr_dir, out_csv, scale=4, sample_csv=None, allow_m
             f.write(",".join(HEADER).encode() + b"\n")
             # a sliding window of 2 x workers rows in flight: order kept, memory bounded
             window = deque()
+            bar = progress(total=len(entries), desc="CSV", unit="row")
             for entry in entries + [None] * (2 * workers):
                 if entry is not None:
                     window.append(pool.submit(load, entry))
@@ -96,6 +98,7 @@ def write_submission(png_dir, lr_dir, out_csv, scale=4, sample_csv=None, allow_m
                 if not window:
                     break
                 row_id, encoded, problem = window.popleft().result()
+                bar.update()
                 if problem:
                     if not allow_missing:
                         raise SubmissionError(problem)
@@ -103,6 +106,7 @@ def write_submission(png_dir, lr_dir, out_csv, scale=4, sample_csv=None, allow_m
                     continue
                 f.write(csv_field(row_id) + b"," + encoded + b"\n")   # base64 never needs quoting
                 rows += 1
+            bar.close()
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
