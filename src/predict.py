@@ -54,7 +54,8 @@ class PredictConfig:
     scale: int = option(4, "scale for --model bicubic (weights carry their own)")
     tile: int = option(-1, "LR tile side (-1 = automatic from memory, 0 = whole image)")
     tta: bool = option(False, "x8 self-ensemble (flips and rotations, averaged)")
-    batch_size: int = option(4, "images of one size per forward pass")
+    batch_size: int = option(0, "images of one size per forward pass (0 = 4 on a GPU, 1 on a CPU, where batching "
+                                "big frames costs more in memory traffic than it saves)")
     keep_alpha: bool = option(False, "write RGBA with the alpha upscaled, for inputs that have alpha")
     png_level: int = option(1, "PNG compression 0-9 (higher = smaller files, slower)")
     overwrite: bool = option(False, "replace outputs written by other weights")
@@ -206,7 +207,7 @@ def main(argv=None):
                     bar.update(1)
                 else:
                     decoded.append((path, img))
-            for batch in batches_by_size(decoded, config.batch_size):
+            for batch in batches_by_size(decoded, config.batch_size or (4 if device.type == "cuda" else 1)):
                 imgs = np.stack([img for _, img in batch])                               # (N, H, W, 3 or 4)
                 x = torch.from_numpy(imgs).to(device).permute(0, 3, 1, 2).float() / 255  # (N, C, H, W) in [0, 1]
                 sr = super_resolve(model, x[:, :3].contiguous(), None if config.tile < 0 else config.tile,

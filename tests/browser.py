@@ -1,6 +1,7 @@
 """Open a page in Debian's headless Chromium through Playwright (no browser download:
 the system's /usr/bin/chromium). A machine without it skips the test with the reason;
 under CI=true that is a failure instead (.ci/run installs chromium)."""
+import importlib.util
 import os
 import shutil
 from contextlib import contextmanager
@@ -18,11 +19,8 @@ def need_chromium():
     reason = None
     if not CHROMIUM:
         reason = "chromium not installed (apt-get install chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            reason = "playwright not installed (pip install -r requirements-dev.txt)"
+    elif importlib.util.find_spec("playwright") is None:
+        reason = "playwright not installed (pip install -r requirements-dev.txt)"
     if reason:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"{reason}, and CI=true: the browser test must run in CI")

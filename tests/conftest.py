@@ -12,6 +12,10 @@ import pytest
 from srx4.images import read_image, write_png
 from srx4.imresize import imresize
 
+# Every test sees the same CPU: fp32 prediction, whether or not this CPU has native bf16
+# (the bf16 path has its own tests, which ask for it explicitly).
+os.environ["SRX4_CPU_BF16"] = "0"
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 BENCHMARKS = REPO / "benchmarks"     # Set5 and Set14, shipped with the repo

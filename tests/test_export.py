@@ -104,6 +104,12 @@ def test_cpu_bf16_prediction_is_score_neutral(learned, tmp_path):
         return np.mean([psnr(torch.from_numpy(v).float() / 255, hr[k][..., :3] if hr[k].ndim == 3 else
                              hr[k][..., None].expand(-1, -1, 3)).item() for k, v in outputs.items()])
     assert abs(mean_psnr(fp32) - mean_psnr(bf16)) < 0.01
+    # the bicubic baseline never runs in bf16: under --amp-dtype bf16 it is still the exact MATLAB line
+    from srx4.scoring import bicubic_prediction
+    run_script("predict.py", "--model", "bicubic", "--amp-dtype", "bf16", "--input", BENCHMARKS / "Set5" / "LR_x4",
+               "--output", tmp_path / "bicubic", work=work)
+    lr = read_image(BENCHMARKS / "Set5" / "LR_x4" / "butterfly.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "bicubic" / "butterfly.png"), bicubic_prediction(lr, 4))
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

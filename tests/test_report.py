@@ -68,7 +68,7 @@ def test_run_report_lists_every_validation_image_by_gain(learned):
     # the table is the final check on the best weights: its mean is summary.json's figure
     assert abs(np.mean([float(r["model psnr"]) for r in rows]) - summary["model"]["psnr"]) < 1e-3
     assert abs(np.mean([float(r["bicubic psnr"]) for r in rows]) - summary["bicubic"]["psnr"]) < 1e-3
-    assert f"finished: 10 of 10 epochs" in page and f"{summary['model']['psnr']:.3f} dB" in page
+    assert "finished: 10 of 10 epochs" in page and f"{summary['model']['psnr']:.3f} dB" in page
     # the crops shown are of the images at both ends of that ranking
     shown = re.findall(r'<div class="case"><h3>([^ <]+)', page)
     assert shown[0] == rows[0]["image"] and rows[-1]["image"] in shown

@@ -120,7 +120,8 @@ class Bicubic(nn.Module):
         self.scale, self.receptive_radius = scale, 2
 
     def forward(self, lr):
-        return resize_tensor(lr, self.scale)
+        with torch.autocast(lr.device.type, enabled=False):   # the baseline is exact: never bf16/fp16
+            return resize_tensor(lr.float(), self.scale)
 
 
 def build_model(config: dict) -> nn.Module:

@@ -166,8 +166,9 @@ class Trainer:
         outputs, 2x faster on a CPU) on `indices` of `dataset`. Returns (means, details),
         details with the inference model under "model" (see engine.validate for the rest)."""
         fast = prepare_model(model, fold_bn=True, channels_last=self.cfg["channels_last"])
+        amp = self.cfg["amp"] and self.device.type == "cuda"     # on a CPU fp32: exact across process counts
         metrics, details = validate(fast, dataset, self.device, self.cfg["scale"], self.rank, self.world, indices,
-                                    self.cfg["amp"], self.cfg["amp_dtype"], desc)
+                                    amp, self.cfg["amp_dtype"], desc)
         return metrics, {**details, "model": fast}
 
     def _report(self, details, dataset, bicubic_images, status, summary=None):
