@@ -1,7 +1,9 @@
 """Real `python src/train.py` runs on small real images: artifacts, resume, kill -9,
 hostile input, non-finite losses, and rebuilding the model in a fresh process."""
 import csv
+import importlib.util
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -173,6 +175,12 @@ def test_hostile_training_folder_is_reported_and_the_run_finishes(tmp_path):
     header = table.splitlines()[0]
     assert "device_data" in header and "| h |" in table and "| h_on |" in table and "num_blocks" not in header
     assert "report.html not written" not in (tmp_path / "logs/h/train.log").read_text()
+    # and export.py checks its ONNX file on the hostile LR folder, passing over what cannot be read
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+        done = run_script("export.py", "--weights", tmp_path / "logs/h", "--check-on", folder / "lr", work=tmp_path)
+        assert "left out (unreadable):" in done.stdout and "zero.png" in done.stdout
+        assert (tmp_path / "logs/h/model.onnx").is_file()
+        assert re.search(r"ONNX Runtime vs torch: max [01] grey", done.stdout), done.stdout
 
 
 def test_empty_folder_is_one_clear_error(tmp_path):

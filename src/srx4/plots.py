@@ -6,6 +6,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 import cv2  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from srx4.images import atomic_write_bytes  # noqa: E402
@@ -34,6 +35,7 @@ def curves_png(rows, bicubic: dict = None) -> bytes:
             ax.axhline(bicubic[baseline], color="grey", linestyle="--", label=f"bicubic {bicubic[baseline]:.3f}")
             ax.legend()
         ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
