@@ -27,7 +27,7 @@ from srx4.onnx_model import load_runnable
 from srx4.config import option, parse_config
 from srx4.images import ImageError, list_images, read_image, to_tensor, to_uint8
 from srx4.imresize import imresize, modcrop
-from srx4.infer import resolve_device, super_resolve
+from srx4.infer import Ensemble, resolve_device, super_resolve
 from srx4.progress import progress
 from srx4.report import Cases, case_crops, table_html, write_report
 from srx4.scoring import PAPER, bicubic_prediction, score_images
@@ -37,7 +37,7 @@ SHIPPED_SETS = paths.REPO / "benchmarks"
 
 @dataclass
 class EvaluateConfig:
-    weights: str = option("", "weights: run folder, .safetensors or .onnx")
+    weights: list = option([], "weights: run folder, .safetensors or .onnx; several: an ensemble, outputs averaged")
     model: str = option("", "'bicubic' to evaluate the baseline alone", choices=["", "bicubic"])
     data: list = option([], "benchmark folders (each with HR/ and LR_x<scale>/ or HR/ alone), or Set5 / Set14")
     scale: int = option(4, "scale (weights carry their own)")
@@ -117,9 +117,10 @@ def main(argv=None):
         if config.model != "bicubic":
             if not config.weights:
                 raise WeightsError("--weights or --model bicubic is required")
-            model, _ = load_runnable(config.weights, device)
+            members = [load_runnable(w, device)[0] for w in config.weights]
+            model = members[0] if len(members) == 1 else Ensemble(members)
             scale = model.scale
-            name = Path(config.weights).stem if Path(config.weights).is_file() else Path(config.weights).name
+            name = "+".join(Path(w).stem if Path(w).is_file() else Path(w).name for w in config.weights)
         rows, cases = [], Cases(keep=3)
         for folder in map(benchmark_folder, config.data):
             rows += evaluate_set(model, folder, scale, device, config.tta, config.quiet, cases)

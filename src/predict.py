@@ -35,7 +35,7 @@ from srx4.checkpoint import WeightsError, resolve_weights, write_json
 from srx4.config import CHANNELS_LAST_HELP, option, parse_config
 from srx4.images import ImageError, image_size, list_images, read_image, to_uint8_batch, write_png
 from srx4.imresize import resize_tensor
-from srx4.infer import AMP_DTYPES, prepare_model, resolve_device, super_resolve
+from srx4.infer import AMP_DTYPES, Ensemble, prepare_model, resolve_device, super_resolve
 from srx4.models import Bicubic
 from srx4.onnx_model import OnnxModel, load_runnable
 from srx4.progress import progress
@@ -45,7 +45,8 @@ from srx4.submission_log import MANIFEST      # .srx4-weights.json in each PNG f
 
 @dataclass
 class PredictConfig:
-    weights: str = option("", "weights file or run folder (default: the run train.py finished last)")
+    weights: list = option([], "weights file(s) or run folder(s) (default: the run train.py finished last); "
+                               "several: an ensemble, their outputs averaged")
     val_of: str = option("", "predict a run's validation images (logs/<run>/): the local score to compare "
                              "with the leaderboard; writes submissions/<run>/val_png")
     input: str = option("", "folder of test LR images (default: data/test/lr, Kaggle's, else the demo's)")
@@ -83,11 +84,13 @@ def load_predictor(config, device):
     """(model, identity dict, run name) for the weights or the bicubic baseline."""
     if config.model == "bicubic":
         return Bicubic(config.scale).to(device), {"model": "bicubic", "scale": config.scale}, "bicubic"
-    weights = config.weights or paths.last_run()
-    if not weights:
+    given = config.weights or ([paths.last_run()] if paths.last_run() else [])
+    if not given:
         raise WeightsError(f"no finished run recorded in {paths.logs_dir() / paths.LAST_RUN}: run python "
                            f"src/train.py first, or pass --weights or --model bicubic")
-    weights = resolve_weights(weights)
+    if len(given) > 1:
+        return load_ensemble(given, device, config.backend)
+    weights = resolve_weights(given[0])
     model, model_config = load_runnable(weights, device, config.backend)
     backend = "onnxruntime" if isinstance(model, OnnxModel) else "torch"
     print(f"weights: {weights}" + ("" if config.weights else " (the run train.py finished last)")
@@ -97,6 +100,23 @@ def load_predictor(config, device):
     if backend != "torch":      # kept out for torch: folders written before this key existed stay resumable
         identity["backend"] = backend
     return model, identity, weights.parent.name if weights.suffix != ".onnx" else weights.stem
+
+
+def load_ensemble(given, device, backend):
+    """(Ensemble, identity, run name) for several weights: their outputs averaged."""
+    members, files = [], [resolve_weights(w) for w in given]
+    for weights in files:
+        model, _ = load_runnable(weights, device, backend)
+        members.append(model)
+        warn_if_worse_than_bicubic(weights.parent)
+    try:
+        ensemble = Ensemble(members)
+    except ValueError as err:
+        raise WeightsError(f"{', '.join(map(str, files))}: {err}") from None
+    print(f"weights: an ensemble of {len(files)}, outputs averaged: " + ", ".join(map(str, files)))
+    identity = {"weights": ";".join(str(w.resolve()) for w in files), "sha256": ";".join(map(file_digest, files)),
+                "ensemble": len(files), "scale": ensemble.scale}
+    return ensemble, identity, "+".join(w.parent.name if w.suffix != ".onnx" else w.stem for w in files)
 
 
 def warn_if_worse_than_bicubic(run_dir: Path):
@@ -163,7 +183,9 @@ def main(argv=None):
     device = resolve_device(config.device)
     try:
         model, identity, run_name = load_predictor(config, device)
-        if not isinstance(model, OnnxModel):
+        if isinstance(model, Ensemble):
+            model = model.prepared(config.fold_bn, config.channels_last)
+        elif not isinstance(model, OnnxModel):
             model = prepare_model(model, config.fold_bn, config.channels_last)
         identity["tta"] = config.tta
         if config.val_of:

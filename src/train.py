@@ -25,6 +25,7 @@ from srx4 import distributed, paths
 from srx4.checkpoint import WeightsError, load_checkpoint
 from srx4.config import CHANNELS_LAST_HELP, given_fields, option, parse_config
 from srx4.image_cache import CacheError
+from srx4.losses import LOSSES
 from srx4.infer import AMP_DTYPES, resolve_device
 from srx4.tracking import TRACKERS, TrackerError, check_tracker
 from srx4.trainer import RunStopped, Trainer, run_dir_for
@@ -52,7 +53,11 @@ class TrainConfig:
                                         "pair, so no palette or brightness becomes a bias (off for data whose "
                                         "degradation treats channels or dark and bright differently)")
     learning_rate: float = option(1e-4, "Adam learning rate")
-    loss: str = option("l1", "training loss", choices=["l1", "mse"])
+    loss: str = option("l1", "training loss: l1, mse, charbonnier (a smooth L1), or l1+ssim (L1 + --ssim-weight "
+                             "x (1 - SSIM), for PSNR + 40 SSIM leaderboards)", choices=LOSSES)
+    ssim_weight: float = option(0.1, "weight of 1 - SSIM in --loss l1+ssim")
+    ema: float = option(0.999, "validate, select and save an exponential moving average of the weights with this "
+                               "decay (warmed up so short runs are not held near the start; 0 = off)")
     schedule: str = option("cosine", "learning-rate schedule over all steps", choices=["cosine", "constant"])
     warmup_steps: int = option(-1, "linear warm-up steps (-1 = 5%% of the run, at most 500)")
     seed: int = option(42, "seed for the split, the crops and the weights")

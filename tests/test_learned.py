@@ -64,3 +64,33 @@ def test_evaluate_runs_the_model_on_both_sets_grey_image_included(learned, tmp_p
         assert page.evaluate("window.srx4.sliders") == 6
         assert page.evaluate("window.srx4.setSlider(5, 70)") == 70
         assert not errors, errors
+
+
+def test_an_ensemble_predicts_the_mean_of_its_members(learned, tmp_path):
+    """predict.py --weights a b: the PNG is the rounded mean of both models' outputs; evaluate.py
+    scores the same ensemble; the CSV made from it is logged against both runs."""
+    import numpy as np
+    from conftest import TINY, make_pairs
+    from srx4.checkpoint import load_model
+    from srx4.images import read_image, to_tensor, to_uint8
+    from srx4.infer import super_resolve
+    work, run, test = learned
+    other = make_pairs(tmp_path / "other", count=6)
+    run_script("train.py", "--data", other, *TINY, "--epochs", "1", "--run", "tiny_member", work=work)
+    member = work / "logs" / "tiny_member"
+    done = run_script("predict.py", "--weights", run, member, "--no-amp", "--input", test / "lr", "--output",
+                      tmp_path / "png", work=work)
+    assert "an ensemble of 2" in done.stdout
+    lr = to_tensor(read_image(test / "lr" / "zebra.png"))[None]
+    outputs = [super_resolve(load_model(w)[0], lr, tile=0, amp=False)[0] for w in (run, member)]
+    expected = to_uint8((outputs[0] + outputs[1]) / 2)
+    got = read_image(tmp_path / "png" / "zebra.png").astype(int)
+    assert np.abs(got - expected.astype(int)).max() <= 1 and (got == expected).mean() > 0.999
+    assert not np.array_equal(to_uint8(outputs[0]), to_uint8(outputs[1]))       # the members differ
+    run_script("make_submission.py", "--input", tmp_path / "png", "--lr-dir", test / "lr", "--sample", "none",
+               "--output", tmp_path / "s.csv", work=work)
+    log = pd.read_csv(work / "submissions" / "log.csv")
+    assert log.iloc[-1]["run"] == "learned+tiny_member"
+    table = run_script("evaluate.py", "--weights", run, member, "--data", "Set5", "--output", tmp_path / "e",
+                       work=work).stdout
+    assert "| Set5 | learned+tiny_member | 5 |" in table

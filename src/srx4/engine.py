@@ -16,9 +16,9 @@ import math
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from srx4.infer import super_resolve
+from srx4.losses import loss_fn
 from srx4.progress import progress
 from srx4.scoring import VALIDATION_COLUMNS as METRIC_NAMES, validation_metrics
 
@@ -35,21 +35,19 @@ def learning_rate_at(step: float, total_steps: float, base: float, schedule: str
     return base
 
 
-def loss_fn(name: str):
-    return {"l1": F.l1_loss, "mse": F.mse_loss}[name]
-
-
-def train_step(model, optimizer, scaler, lr_imgs, hr_imgs, loss_name: str, amp_dtype, world: int = 1):
-    """One step. lr_imgs (N, 3, p, p), hr_imgs (N, 3, sp, sp): float in [0, 1].
+def train_step(model, optimizer, scaler, lr_imgs, hr_imgs, criterion, amp_dtype, world: int = 1):
+    """One step. lr_imgs (N, 3, p, p), hr_imgs (N, 3, sp, sp): float in [0, 1]; criterion
+    (sr, hr) -> loss (srx4.losses; a name there is accepted too).
     Returns the loss (the mean over DDP ranks) as a float, or None when it was not
     finite on some rank: then no rank steps.
 
     The host waits for the GPU once per step, reading the loss after the backward
     pass is queued; nothing else in the step synchronises."""
+    criterion = loss_fn(criterion) if isinstance(criterion, str) else criterion
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(lr_imgs.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         sr_imgs = model(lr_imgs)                                # (N, 3, sp, sp)
-        loss = loss_fn(loss_name)(sr_imgs.float(), hr_imgs)
+        loss = criterion(sr_imgs.float(), hr_imgs)
     (scaler.scale(loss) if scaler is not None else loss).backward()
     reported = loss.detach()
     if world > 1:  # every rank must agree to skip: DDP has already averaged the gradients

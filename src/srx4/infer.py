@@ -126,6 +126,38 @@ def prepare_model(model: nn.Module, fold_bn: bool = True, channels_last: bool = 
     return model
 
 
+class Ensemble:
+    """The mean of several models' outputs (predict.py / evaluate.py --weights a b c):
+    runs like one model (tiling uses the widest receptive radius); each member in its
+    own inference form."""
+
+    def __init__(self, members):
+        scales = {m.scale for m in members}
+        if len(scales) > 1:
+            raise ValueError(f"an ensemble needs one scale, got {sorted(scales)}")
+        self.members = list(members)
+        self.scale = members[0].scale
+        self.receptive_radius = max(getattr(m, "receptive_radius", 16) for m in members)
+        self.arch_name = getattr(members[0], "arch_name", "srresnet")
+        self.channels = max(getattr(m, "channels", 64) for m in members)
+
+    def prepared(self, fold_bn: bool = True, channels_last: bool = True):
+        """The ensemble of the members' inference forms (torch members; others as they are)."""
+        return Ensemble([prepare_model(m, fold_bn, channels_last) if isinstance(m, nn.Module) else m
+                         for m in self.members])
+
+    def eval(self):
+        return self
+
+    def __call__(self, lr):
+        total = None
+        for member in self.members:
+            x = lr.contiguous(memory_format=torch.channels_last) if getattr(member, "channels_last", False) else lr
+            out = member(x).float()
+            total = out if total is None else total + out
+        return total / len(self.members)
+
+
 def _forward(model, lr, amp_dtype):
     if getattr(model, "channels_last", False):
         lr = lr.contiguous(memory_format=torch.channels_last)

@@ -120,7 +120,8 @@ def describe(target: str) -> dict:
         resumable = f"yes, at epoch {epoch + 1} of {epochs}: {resume}"
     else:
         resumable = f"finished all {epochs} epochs; to train longer: {resume} --epochs {epochs * 2}"
-    made = [e for e in submission_log.entries() if e.get("run_dir") and Path(e["run_dir"]) == run_dir.resolve()]
+    made = [e for e in submission_log.entries()
+            if run_dir.resolve() in [Path(d) for d in (e.get("run_dir") or "").split(";") if d]]
     return {
         **info, "kind": "run", "run": run_dir.name, "run_dir": str(run_dir.resolve()), "model": model,
         "parameters": parameters, "train_config": cfg, "epoch": epoch, "epochs": epochs,

@@ -39,9 +39,10 @@ def weights_of(png_dir: Path) -> dict:
     except (OSError, ValueError):
         return {}
     weights = identity.get("weights", "")
-    run_dir = Path(weights).parent if weights else None
-    return {"run": run_dir.name if run_dir else identity.get("model", ""), "run_dir": str(run_dir or ""),
-            "weights": weights, "weights_sha256": identity.get("sha256", ""), "tta": identity.get("tta", "")}
+    run_dirs = [Path(w).parent for w in weights.split(";")] if weights else []   # several: an ensemble
+    return {"run": "+".join(d.name for d in run_dirs) or identity.get("model", ""),
+            "run_dir": ";".join(map(str, run_dirs)), "weights": weights, "weights_sha256": identity.get("sha256", ""),
+            "tta": identity.get("tta", "")}
 
 
 def append_entry(**entry):

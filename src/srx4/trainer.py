@@ -19,6 +19,8 @@ from srx4 import distributed, paths
 from srx4.checkpoint import (CHECKPOINT_NAME, MODEL_CONFIG_NAME, WEIGHTS_NAME, load_model, load_state, rng_state,
                              save_checkpoint, save_weights, set_rng_state, unwrap, write_json)
 from srx4.dataset import samples_per_epoch
+from srx4.ema import WeightAverage
+from srx4.losses import loss_fn
 from srx4.engine import learning_rate_at, refresh_batchnorm, to_float, train_step, validate
 from srx4.infer import autocast_dtype, prepare_model
 from srx4.models import Bicubic, build_model, count_parameters
@@ -134,6 +136,20 @@ class Trainer:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             if self.scaler is not None and checkpoint.get("scaler"):
                 self.scaler.load_state_dict(checkpoint["scaler"])
+        self.criterion = loss_fn(cfg["loss"], cfg.get("ssim_weight", 0.1))
+        self.ema = WeightAverage(self.plain_model, cfg["ema"]) if cfg.get("ema", 0) > 0 else None
+        if self.ema is not None:
+            if checkpoint and checkpoint.get("ema"):
+                self.ema.load_state_dict(checkpoint["ema"])
+            elif checkpoint:
+                self.log("the checkpoint has no weight average (--ema): one starts from its weights now")
+            self.log(f"validating and keeping an average of the weights (--ema {cfg['ema']}; the decay warms up, "
+                     f"{self.ema.decay_now():.3f} now)")
+
+    @property
+    def eval_model(self):
+        """What is validated, selected and saved: the weight average when --ema is on."""
+        return self.ema.model if self.ema is not None else self.plain_model
 
     # -- positions ---------------------------------------------------------------------------
     def _total_steps(self):
@@ -149,7 +165,8 @@ class Trainer:
                                 cfg["schedule"], warmup, time_share)
 
     def save_last(self):
-        if not all(torch.isfinite(p).all() for p in self.plain_model.parameters()):
+        if not all(torch.isfinite(p).all() for p in self.plain_model.parameters()) or (
+                self.ema is not None and not all(torch.isfinite(p).all() for p in self.ema.model.parameters())):
             raise RunStopped("non-finite weights: last checkpoint left as it was; lower --learning-rate")
         if not self.is_main:
             return
@@ -158,7 +175,8 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else {}, "epoch": self.epoch,
             "samples_in_epoch": self.samples_in_epoch, "samples_seen": self.samples_seen, "world": self.world,
             "learning_rate": self.optimizer.param_groups[0]["lr"], "best": self.best, "bicubic": self.bicubic,
-            "since_best": self.since_best, "bicubic_images": self.bicubic_images, "train_config": self.cfg, "model_config": self.model_config,
+            "since_best": self.since_best, "bicubic_images": self.bicubic_images, "train_config": self.cfg,
+            "ema": self.ema.state_dict() if self.ema is not None else {}, "model_config": self.model_config,
             "split": self.data.split, "rng": rng_state()})
 
     def _validate(self, model, dataset, indices, desc):
@@ -186,8 +204,8 @@ class Trainer:
     def _eval_ready(self):
         """Make the BatchNorm running statistics those of the current weights (see engine)."""
         if self.cfg["bn_refresh"] > 0:
-            refresh_batchnorm(self.plain_model, self._refresh_batches(), self.amp_dtype, self.cfg["channels_last"])
-        distributed.broadcast_buffers(self.plain_model, self.world)  # every rank validates rank 0's stats
+            refresh_batchnorm(self.eval_model, self._refresh_batches(), self.amp_dtype, self.cfg["channels_last"])
+        distributed.broadcast_buffers(self.eval_model, self.world)  # every rank validates rank 0's stats
 
     def _refresh_batches(self):
         """Training batches for the BatchNorm refresh: the same seeded draw every time (an epoch
@@ -241,7 +259,7 @@ class Trainer:
                     share = (time.time() - started + last_val_s) / limit_s if limit_s else 0.0
                     for group in self.optimizer.param_groups:
                         group["lr"] = self.learning_rate(share)
-                    loss = train_step(self.model, self.optimizer, self.scaler, lr_imgs, hr_imgs, cfg["loss"],
+                    loss = train_step(self.model, self.optimizer, self.scaler, lr_imgs, hr_imgs, self.criterion,
                                       self.amp_dtype, self.world)
                     if loss is None:
                         skipped, bad_in_row = skipped + 1, bad_in_row + 1
@@ -251,6 +269,8 @@ class Trainer:
                     else:
                         losses.append(loss)
                         bad_in_row = 0
+                        if self.ema is not None:
+                            self.ema.update(self.plain_model)
                         bar.set_postfix(loss=f"{loss:.4f}")
                 self.step += 1
                 if self.step == first_step:
@@ -280,14 +300,14 @@ class Trainer:
         cfg, data = self.cfg, self.data
         val_start = time.time()
         self._eval_ready()
-        metrics, details = (self._validate(self.plain_model, data.val_set, data.val_subset, "validate")
+        metrics, details = (self._validate(self.eval_model, data.val_set, data.val_subset, "validate")
                             if has_val else ({}, None))
         improved = (not has_val) or metrics[self.select] > self.best.get(self.select, float("-inf"))
         if improved:
             self.best = {self.select: metrics.get(self.select, float("nan")), "epoch": epoch + 1, **metrics}
             self.since_best = 0
             if self.is_main:
-                save_weights(self.run_dir / WEIGHTS_NAME, self.plain_model, self.model_config)
+                save_weights(self.run_dir / WEIGHTS_NAME, self.eval_model, self.model_config)
         elif finished:
             self.since_best += 1
         if finished:
@@ -329,7 +349,7 @@ class Trainer:
         """The best weights and bicubic on the guard set (all validation images, or some training
         images without validation). Returns (model metrics, bicubic metrics)."""
         data = self.data
-        best = self.plain_model
+        best = self.eval_model
         if (self.run_dir / WEIGHTS_NAME).is_file():        # rank 0 wrote them; every rank reads them
             best, _ = load_model(self.run_dir / WEIGHTS_NAME, device=self.device)
         model_metrics, details = self._validate(best, data.guard_set, data.guard_indices, "final check")
