@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srx4 import paths, submission_log
+from srx4.checkpoint import file_sha256
 from srx4.submission_log import weights_of
 from srx4.config import option, parse_config
 from srx4.submission import SubmissionError, write_submission
@@ -66,7 +67,7 @@ def main(argv=None):
     size_mb = out_csv.stat().st_size / 1e6
     print(f"wrote {out_csv}: {rows} rows, {size_mb:.1f} MB, in {time.time() - started:.1f}s")
     made_by = weights_of(png_dir)
-    submission_log.append_entry(event="csv", csv=out_csv.resolve(), sha256=submission_log.file_sha256(out_csv),
+    submission_log.append_entry(event="csv", csv=out_csv.resolve(), sha256=file_sha256(out_csv),
                                 rows=rows, png_dir=png_dir.resolve(), **made_by)
     print(f"recorded in {submission_log.log_path()}: made by run {made_by.get('run') or '(unknown weights)'}")
     for problem in missing:

@@ -18,7 +18,6 @@ Out: one PNG per input, same file name, exactly scale x its size, in --output
 Finished outputs are skipped, so an interrupted run resumes; an unreadable
 input is named and the exit status is 1.
 """
-import hashlib
 import json
 import os
 import sys
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 
 from srx4 import paths
-from srx4.checkpoint import WeightsError, resolve_weights, write_json
+from srx4.checkpoint import WeightsError, file_sha256, resolve_weights, write_json
 from srx4.config import CHANNELS_LAST_HELP, option, parse_config
 from srx4.images import ImageError, image_size, list_images, read_image, to_uint8_batch, write_png
 from srx4.imresize import resize_tensor
@@ -73,18 +72,15 @@ class PredictConfig:
 
 
 def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def load_predictor(config, device):
     """(model, identity dict, run name) for the weights or the bicubic baseline."""
     if config.model == "bicubic":
         return Bicubic(config.scale).to(device), {"model": "bicubic", "scale": config.scale}, "bicubic"
-    given = config.weights or ([paths.last_run()] if paths.last_run() else [])
+    last = paths.last_run()
+    given = config.weights or ([last] if last else [])
     if not given:
         raise WeightsError(f"no finished run recorded in {paths.logs_dir() / paths.LAST_RUN}: run python "
                            f"src/train.py first, or pass --weights or --model bicubic")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srx4 import paths, submission_log
+from srx4.checkpoint import file_sha256
 from srx4.config import option, parse_config
 from srx4.kaggle_cli import KaggleError, run_kaggle
 from srx4.submission import SubmissionError, validate_csv
@@ -41,7 +42,7 @@ def main(argv=None):
             lr_dir = Path(config.lr_dir) if config.lr_dir else paths.default_test_dir()
             rows = validate_csv(csv_path, lr_dir, config.scale)
             print(f"{csv_path}: {rows} valid rows")
-        digest = submission_log.file_sha256(csv_path)
+        digest = file_sha256(csv_path)
         made = submission_log.entry_for(csv_path, digest)
         message = config.message
         if made and made.get("run"):

@@ -10,6 +10,7 @@
 Every write goes to a temp file in the same folder, is flushed and renamed.
 """
 import csv
+import hashlib
 import io
 import json
 import random
@@ -31,6 +32,15 @@ class WeightsError(ValueError):
 
 def atomic_write_text(path, text: str):
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def file_sha256(path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(path, obj):

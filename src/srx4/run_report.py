@@ -1,5 +1,7 @@
-"""logs/<run>/report.html: what a training run has done so far, rewritten at each
-validation and at the end (then on every validation image, with the best weights).
+"""What a training run shows besides its log, after each validation and at the end:
+curves.png, samples/epoch_NNN.png, the tracker (--tracker) and logs/<run>/report.html
+(at the end on every validation image, with the best weights). `RunViews` does it all
+for the trainer (main process only); a picture that fails never stops a run.
 
 `write_run_report(run_dir, cfg, rows, bicubic, model_images, bicubic_images, case_source, status)`:
 rows the metrics.csv rows, bicubic the bicubic validation means, model_images /
@@ -8,9 +10,11 @@ case_source(index) -> (lr, bicubic, sr, hr) for the images shown as crops.
 """
 import functools
 
-from srx4.plots import curves_png
+from srx4.images import write_png
+from srx4.plots import comparison_strip, curves_png, plot_curves
 from srx4.report import Cases, case_crops, config_html, image_html, image_rows, table_html, write_report
 from srx4.runlog import METRIC_COLUMNS
+from srx4.tracking import open_tracker
 
 REPORT_NAME = "report.html"
 CASES_SHOWN = 3          # images shown as crops at each end of the gain ranking
@@ -75,3 +79,48 @@ def write_run_report(run_dir, cfg: dict, rows, bicubic: dict, model_images, bicu
         ("Settings", config_html(cfg)),
     ]
     write_report(run_dir / REPORT_NAME, f"run {run_dir.name}", f"{run_dir}", cards, sections, cases)
+
+
+class RunViews:
+    """curves.png, the sample strips, the tracker and report.html of one run (rank 0)."""
+
+    def __init__(self, run_dir, cfg: dict, log, enabled: bool = True):
+        self.run_dir, self.cfg, self.log, self.enabled = run_dir, cfg, log, enabled
+        self.tracker = open_tracker(cfg.get("tracker", ""), run_dir, cfg) if enabled else None
+        if self.tracker:
+            log(f"tracking to {self.tracker.description}")
+
+    def epoch(self, epoch: int, row: dict, details, dataset, bicubic, bicubic_images, device):
+        """After validating epoch `epoch` (1-based): details from engine.validate (None without
+        a validation split), row the metrics.csv row just added."""
+        if not self.enabled:
+            return
+        cfg = self.cfg
+        plot_curves(self.log.rows, bicubic, self.run_dir / "curves.png")
+        first = details["first"] if details else None
+        sample = cfg["sample_every"] and epoch % cfg["sample_every"] == 0
+        strip = comparison_strip(*first, cfg["scale"]) if first is not None and (sample or self.tracker) else None
+        if sample and strip is not None:
+            write_png(self.run_dir / "samples" / f"epoch_{epoch:03d}.png", strip)
+        if self.tracker:
+            self.tracker.epoch(row, strip)
+        self._report(details, dataset, bicubic, bicubic_images, device, f"training: epoch {epoch} of {cfg['epochs']}")
+
+    def finish(self, details, dataset, bicubic, bicubic_images, device, summary: dict):
+        if not self.enabled:
+            return
+        stopped = f" ({summary['stopped']})" if summary["stopped"] else ""
+        self._report(details, dataset, bicubic, bicubic_images, device,
+                     f"finished: {summary['epochs_done']} of {self.cfg['epochs']} epochs{stopped}", summary)
+        if self.tracker:
+            self.tracker.finish(summary, self.run_dir)
+
+    def _report(self, details, dataset, bicubic, bicubic_images, device, status, summary=None):
+        if not details:
+            return
+        try:
+            source = case_source(details["model"], dataset, device, self.cfg["scale"])
+            write_run_report(self.run_dir, self.cfg, self.log.rows, bicubic, details["per_image"], bicubic_images,
+                             source, status, summary)
+        except Exception as err:        # a picture must never cost a training run
+            self.log(f"{REPORT_NAME} not written: {type(err).__name__}: {err}")

@@ -6,7 +6,6 @@ back to its weights.
     entry_for(csv_path)                             # the newest "csv" entry of that file
 """
 import csv
-import hashlib
 import io
 import json
 import time
@@ -22,14 +21,6 @@ MANIFEST = ".srx4-weights.json"        # predict.py's record, inside each PNG fo
 
 def log_path() -> Path:
     return paths.submissions_dir() / LOG_NAME
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_of(png_dir: Path) -> dict:

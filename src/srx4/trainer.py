@@ -25,8 +25,8 @@ from srx4.engine import learning_rate_at, refresh_batchnorm, to_float, train_ste
 from srx4.infer import autocast_dtype, prepare_model
 from srx4.models import Bicubic, build_model, count_parameters
 from srx4.progress import progress
+from srx4.run_report import RunViews
 from srx4.runlog import SUMMARY_NAME, RunLog, bicubic_warning
-from srx4.tracking import open_tracker
 from srx4.train_data import TrainData
 
 
@@ -85,9 +85,7 @@ class Trainer:
                      f"{self.learning_rate():.6g}")
         if self.is_main:
             write_json(self.run_dir / "config.json", cfg)
-        self.tracker = open_tracker(cfg.get("tracker", ""), self.run_dir, cfg) if self.is_main else None
-        if self.tracker:
-            self.log(f"tracking to {self.tracker.description}")
+        self.views = RunViews(self.run_dir, cfg, self.log, enabled=self.is_main)
 
     def _carry_over(self, source: Path):
         """Resuming into a new folder: bring the best weights and the rows so far along,
@@ -189,18 +187,6 @@ class Trainer:
                                     amp, self.cfg["amp_dtype"], desc)
         return metrics, {**details, "model": fast}
 
-    def _report(self, details, dataset, bicubic_images, status, summary=None):
-        """Rewrite logs/<run>/report.html (main process; never fatal to the run)."""
-        if not self.is_main or not details:
-            return
-        from srx4.run_report import case_source, write_run_report
-        try:
-            source = case_source(details["model"], dataset, self.device, self.cfg["scale"])
-            write_run_report(self.run_dir, self.cfg, self.log.rows, self.bicubic, details["per_image"],
-                             bicubic_images, source, status, summary)
-        except Exception as err:        # a picture must never cost a training run
-            self.log(f"report.html not written: {type(err).__name__}: {err}")
-
     def _eval_ready(self):
         """Make the BatchNorm running statistics those of the current weights (see engine)."""
         if self.cfg["bn_refresh"] > 0:
@@ -231,8 +217,7 @@ class Trainer:
         if self.bicubic is None and has_val:
             self.bicubic, details = self._validate(Bicubic(cfg["scale"]).to(self.device), data.val_set,
                                                    data.val_subset, "bicubic")
-            self.bicubic_images = {r["name"]: {k: r[k] for k in ("psnr", "psnr_y", "ssim", "score")}
-                                   for r in details["per_image"]}
+            self.bicubic_images = {r["name"]: r for r in details["per_image"]}
             dropped = f" ({self.bicubic['dropped']} undecodable left out)" if self.bicubic["dropped"] else ""
             log(f"bicubic on the {self.bicubic['images']} validation images scored each epoch{dropped}: PSNR "
                 f"{self.bicubic['psnr']:.3f} dB, score {self.bicubic['score']:.3f}")
@@ -331,18 +316,7 @@ class Trainer:
                 + (f" | dropped {dropped} samples" if dropped else "") + (f" | skipped {skipped} steps" if skipped else "")
                 + f" | train {train_s:.0f}s, validate {val_s:.0f}s")
         self.log(text)
-        if self.is_main:
-            from srx4.images import write_png
-            from srx4.plots import comparison_strip, plot_curves
-            plot_curves(self.log.rows, self.bicubic, self.run_dir / "curves.png")
-            first = details["first"] if details else None
-            sample = cfg["sample_every"] and (epoch + 1) % cfg["sample_every"] == 0
-            strip = comparison_strip(*first, cfg["scale"]) if first is not None and (sample or self.tracker) else None
-            if sample and strip is not None:
-                write_png(self.run_dir / "samples" / f"epoch_{epoch + 1:03d}.png", strip)
-            if self.tracker:
-                self.tracker.epoch(row, strip)
-        self._report(details, data.val_set, self.bicubic_images, f"training: epoch {epoch + 1} of {cfg['epochs']}")
+        self.views.epoch(epoch + 1, row, details, data.val_set, self.bicubic, self.bicubic_images, self.device)
         return val_s
 
     def _final_check(self):
@@ -381,11 +355,7 @@ class Trainer:
                    "epoch_seconds": round(sum(float(r["seconds"]) for r in self.log.rows), 1)}
         if self.is_main:
             write_json(self.run_dir / SUMMARY_NAME, summary)
-        self._report(final_details, data.guard_set, bicubic_images,
-                     f"finished: {self.epoch} of {self.cfg['epochs']} epochs" + (f" ({stopped})" if stopped else ""),
-                     summary)
+        self.views.finish(final_details, data.guard_set, self.bicubic, bicubic_images, self.device, summary)
         if self.is_main:
             paths.record_last_run(self.run_dir)
-            if self.tracker:
-                self.tracker.finish(summary, self.run_dir)
         log(f"weights: {self.run_dir / WEIGHTS_NAME}  checkpoint: {self.run_dir / CHECKPOINT_NAME}")
