@@ -24,7 +24,7 @@ from srx4.checkpoint import load_model
 from srx4.images import list_images, read_image, to_tensor, to_uint8_batch
 from srx4.infer import cpu_has_bf16, prepare_model, super_resolve
 from srx4.metrics import psnr
-from srx4.models import SRResNet
+from srx4.archs import SRResNet
 
 
 def seeded_model():

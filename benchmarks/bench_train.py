@@ -30,7 +30,7 @@ from srx4.device_data import DevicePatches
 from srx4.engine import to_float, train_step
 from srx4.images import image_size, list_images
 from srx4.infer import autocast_dtype
-from srx4.models import SRResNet
+from srx4.archs import SRResNet
 
 MACS_PER_LR_PIXEL = 2.218e6
 

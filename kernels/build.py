@@ -9,9 +9,16 @@ Out: kernels/build/<slug>/ with the script and kernel-metadata.json, for
   -> make_submission, leaving /kaggle/working/submission.csv;
 - predict kernel: predict from weights attached as a dataset or an earlier
   kernel's output (found under /kaggle/input), then make_submission.
+- assets dataset (--make-assets): the shipped weights (weights/<name>/) and the
+  wheels of the optional packages (spandrel, for foreign .pth models) as a Kaggle
+  dataset folder; a kernel that has it attached (--assets user/slug) installs the
+  wheels offline and finds the weights by name (--init-weights srresnet-x4).
 
     python kernels/build.py --user alice --competition gnr-638
     python kernels/build.py --user alice --competition gnr-638 --train-args "--epochs 60 --time-limit 10"
+    python kernels/build.py --user alice --make-assets      # then: kaggle datasets create -p kernels/build/srx4-assets
+    python kernels/build.py --user alice --competition gnr-638 --assets alice/srx4-assets \
+        --train-args "--init-weights srresnet-x4 --epochs 30 --time-limit 10"
 """
 import argparse
 import base64
@@ -19,11 +26,16 @@ import io
 import json
 import os
 import shlex
+import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = (Path(__file__).parent / "kernel_template.py").read_text()
+ASSETS_MARKER = "SRX4_ASSETS"          # the file by which a kernel recognises the assets dataset
+OPTIONAL_WHEELS = ["spandrel"]         # pure-Python; its own dependencies are on Kaggle's image
 
 
 def pack_sources() -> str:
@@ -46,15 +58,56 @@ def metadata(user: str, slug: str, title: str, code_file: str, competition: str,
     }
 
 
+def build_assets(out_dir: Path, user: str, weights_root: Path, wheels=None, slug: str = "srx4-assets") -> Path:
+    """The assets dataset folder: weights/<name>/ from `weights_root` (best.safetensors,
+    model.json, CARD.md) and wheels/ (`wheels`, or `pip download` of OPTIONAL_WHEELS at
+    the installed versions). Returns the folder, for `kaggle datasets create -p`."""
+    folder = out_dir / slug
+    if folder.exists():
+        shutil.rmtree(folder)
+    (folder / "wheels").mkdir(parents=True)
+    names = []
+    for source in sorted(p for p in Path(weights_root).glob("*") if (p / "best.safetensors").is_file()):
+        (folder / "weights" / source.name).mkdir(parents=True)
+        for name in ("best.safetensors", "model.json", "CARD.md"):
+            if (source / name).is_file():
+                shutil.copyfile(source / name, folder / "weights" / source.name / name)
+        names.append(source.name)
+    if wheels is None:
+        from importlib.metadata import PackageNotFoundError, version
+        wanted = []
+        for package in OPTIONAL_WHEELS:
+            try:
+                wanted.append(f"{package}=={version(package)}")
+            except PackageNotFoundError:
+                wanted.append(package)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d",
+                               str(folder / "wheels"), *wanted], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"pip download {' '.join(wanted)} failed (needs the package index): "
+                             f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    else:
+        for wheel in wheels:
+            shutil.copyfile(wheel, folder / "wheels" / Path(wheel).name)
+    (folder / ASSETS_MARKER).write_text("srx4 assets: weights/ and wheels/ for the srx4 kernels\n")
+    meta = {"title": "srx4 assets", "id": f"{user}/{slug}", "licenses": [{"name": "other"}],
+            "description": "Shipped srx4 weights (" + (", ".join(names) or "none") + ") and wheels of optional "
+                           "packages. Weights trained on T91 + BSD200 (BSDS: research and educational use only); "
+                           "see each weights/<name>/CARD.md."}
+    (folder / "dataset-metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return folder
+
+
 def build(out_dir: Path, user: str, competition: str, train_args: str, predict_args: str,
-          weights_datasets=(), weights_kernels=()) -> list:
-    """Write both kernels; returns their folders."""
+          weights_datasets=(), weights_kernels=(), assets=()) -> list:
+    """Write both kernels; returns their folders. `assets`: dataset ids of build_assets
+    folders, attached to both."""
     packed = pack_sources()
     made = []
     for mode, slug, title, sources in (
-            ("train", f"{competition}-srx4-train", f"{competition} srx4 train", {}),
+            ("train", f"{competition}-srx4-train", f"{competition} srx4 train", {"datasets": list(assets)}),
             ("predict", f"{competition}-srx4-predict", f"{competition} srx4 predict",
-             {"datasets": list(weights_datasets), "kernels": list(weights_kernels)})):
+             {"datasets": list(weights_datasets) + list(assets), "kernels": list(weights_kernels)})):
         folder = out_dir / slug
         folder.mkdir(parents=True, exist_ok=True)
         code_file = f"{slug.replace('-', '_')}.py"
@@ -73,7 +126,11 @@ def main():
     parser = argparse.ArgumentParser(description="Build the Kaggle kernels from src/.")
     parser.add_argument("--user", default=os.environ.get("KAGGLE_USERNAME", ""),
                         help="your Kaggle user name (default: $KAGGLE_USERNAME)")
-    parser.add_argument("--competition", required=True, help="the competition's URL slug")
+    parser.add_argument("--competition", default="", help="the competition's URL slug")
+    parser.add_argument("--make-assets", action="store_true",
+                        help="build the assets dataset folder (shipped weights + optional wheels) instead")
+    parser.add_argument("--assets", action="append", default=[],
+                        help="both kernels: the assets dataset (user/slug) made with --make-assets")
     parser.add_argument("--train-args", default="--epochs 100 --time-limit 10",
                         help="arguments for train.py in the train kernel (--time-limit keeps it inside 12 h)")
     parser.add_argument("--predict-args", default="", help="arguments for predict.py in both kernels")
@@ -85,8 +142,17 @@ def main():
     args = parser.parse_args()
     if not args.user:
         parser.error("--user (or KAGGLE_USERNAME) is required: kernel ids are <user>/<slug>")
+    if args.make_assets:
+        sys.path.insert(0, str(REPO / "src"))
+        from srx4 import paths
+        folder = build_assets(Path(args.out), args.user, paths.weights_dir())
+        print(f"built {folder}: kaggle datasets create -p {folder} --dir-mode zip  (then --assets "
+              f"{args.user}/{folder.name} when building the kernels)")
+        return
+    if not args.competition:
+        parser.error("--competition is required (or --make-assets)")
     for folder in build(Path(args.out), args.user, args.competition, args.train_args, args.predict_args,
-                        args.weights_dataset, args.weights_kernel):
+                        args.weights_dataset, args.weights_kernel, args.assets):
         print(f"built {folder}: kaggle kernels push -p {folder}")
 
 

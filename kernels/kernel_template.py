@@ -30,8 +30,11 @@ def run(script, *args, launcher=None):
 
 
 def find_weights():
-    """best.safetensors attached under /kaggle/input (a dataset or an earlier kernel's output)."""
-    found = sorted((KAGGLE / "input").rglob("best.safetensors"), key=lambda p: p.stat().st_mtime)
+    """best.safetensors attached under /kaggle/input (a dataset or an earlier kernel's output;
+    not the assets dataset's shipped weights: name those with --weights NAME)."""
+    found = sorted((p for p in (KAGGLE / "input").rglob("best.safetensors")
+                    if not any((parent / "SRX4_ASSETS").is_file() for parent in p.parents)),
+                   key=lambda p: p.stat().st_mtime)
     if not found:
         sys.exit("no best.safetensors under /kaggle/input: attach the weights as a dataset or kernel output")
     return found[-1]
@@ -41,6 +44,24 @@ def find_checkpoint():
     """The newest last.ckpt of an earlier session: in /kaggle/working/logs or attached under /kaggle/input."""
     found = [p for root in (WORKING / "logs", KAGGLE / "input") if root.is_dir() for p in root.rglob("last.ckpt")]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def setup_assets():
+    """The srx4 assets dataset, when attached: its wheels installed offline, its weights
+    findable by name (--init-weights srresnet-x4)."""
+    inputs = KAGGLE / "input"
+    markers = [m for pattern in ("*/SRX4_ASSETS", "*/*/SRX4_ASSETS", "*/*/*/SRX4_ASSETS")
+               for m in sorted(inputs.glob(pattern))] if inputs.is_dir() else []
+    for marker in markers[:1]:
+        root = marker.parent
+        wheels = sorted(str(w) for w in (root / "wheels").glob("*.whl"))
+        if wheels:
+            print("installing", ", ".join(Path(w).name for w in wheels), "from", root, flush=True)
+            subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet", *wheels],
+                           check=False)
+        if (root / "weights").is_dir():
+            os.environ["SRX4_WEIGHTS_DIR"] = str(root / "weights")
+            print("shipped weights:", ", ".join(sorted(p.name for p in (root / "weights").iterdir())), flush=True)
 
 
 def gpu_count():
@@ -55,6 +76,7 @@ def main():
     WORKING.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(io.BytesIO(base64.b64decode(SOURCES))) as zf:
         zf.extractall(CODE)
+    setup_assets()
     if MODE == "train":
         gpus = gpu_count()
         launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={gpus}"] if gpus > 1 else None
@@ -63,7 +85,8 @@ def main():
         run("train.py", *TRAIN_ARGS, *resume, launcher=launcher)
         run("predict.py", *PREDICT_ARGS)
     else:
-        run("predict.py", "--weights", str(find_weights()), *PREDICT_ARGS)
+        given = "--weights" in PREDICT_ARGS
+        run("predict.py", *([] if given else ["--weights", str(find_weights())]), *PREDICT_ARGS)
     run("make_submission.py", "--output", str(WORKING / "submission.csv"))
     shutil.rmtree(CODE, ignore_errors=True)  # keep /kaggle/working to the outputs
 

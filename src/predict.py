@@ -35,7 +35,7 @@ from srx4.config import CHANNELS_LAST_HELP, option, parse_config
 from srx4.images import ImageError, image_size, list_images, read_image, to_uint8_batch, write_png
 from srx4.imresize import resize_tensor
 from srx4.infer import AMP_DTYPES, Ensemble, prepare_model, resolve_device, super_resolve
-from srx4.models import Bicubic
+from srx4.archs import Bicubic
 from srx4.onnx_model import OnnxModel, load_runnable
 from srx4.progress import progress
 from srx4.runlog import SUMMARY_NAME, bicubic_warning

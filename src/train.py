@@ -1,4 +1,5 @@
-"""Train SRResNet or SRCNN on paired LR/HR folders.
+"""Train SRResNet (default), EDSR-baseline, a SPAN-style model or SRCNN on paired LR/HR
+folders, from scratch or fine-tuning given weights (ours, shipped, or a foreign .pth).
 
 In:  --data DIR holding lr/NAME and hr/NAME (default: data/train, the competition
      folders under /kaggle/input on Kaggle, else the bundled demo built from
@@ -10,6 +11,8 @@ Out: logs/<run>/ best.safetensors + model.json (best validation RGB PSNR, or sco
     python src/train.py                                   # the demo, on CPU, a few minutes
     python src/train.py --data data/train --epochs 100 --run srresnet_a
     python src/train.py --resume logs/srresnet_a/last.ckpt
+    python src/train.py --init-weights srresnet-x4 --epochs 20        # fine-tune shipped weights
+    python src/train.py --init-weights 4x_SwinIR_light.pth --grad-accum 4 --activation-checkpointing
     torchrun --nproc_per_node=2 src/train.py --data ... --run-name a   # two GPUs (DDP)
 """
 import os
@@ -22,7 +25,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 from srx4 import distributed, paths
-from srx4.checkpoint import WeightsError, load_checkpoint
+from srx4.archs import ARCHS, TRAINABLE
+from srx4.checkpoint import WeightsError, load_checkpoint, load_model
 from srx4.config import CHANNELS_LAST_HELP, given_fields, option, parse_config
 from srx4.image_cache import CacheError
 from srx4.losses import LOSSES
@@ -37,11 +41,13 @@ BN_REFRESH = 8   # training batches over which BatchNorm statistics are recomput
 @dataclass
 class TrainConfig:
     data: str = option("", "folder with lr/ and hr/ (default: data/train, Kaggle input, else the demo)")
-    model: str = option("srresnet", "architecture", choices=["srresnet", "srcnn"])
+    model: str = option("srresnet", "architecture: srresnet (SRResNet-16 with BatchNorm), edsr (EDSR-baseline), "
+                                    "span (SPAN-style, efficient), srcnn (the baseline)", choices=TRAINABLE)
     scale: int = option(4, "upscaling factor (2, 3 or 4)")
-    num_blocks: int = option(16, "SRResNet residual blocks")
-    channels: int = option(64, "SRResNet feature channels")
-    bicubic_residual: bool = option(True, "SRResNet learns SR minus the bicubic upsampled input (starts at bicubic)")
+    num_blocks: int = option(0, "residual blocks (0 = the model's own: SRResNet and EDSR 16, SPAN 6)")
+    channels: int = option(0, "feature channels (0 = the model's own: SRResNet and EDSR 64, SPAN 48)")
+    bicubic_residual: bool = option(True, "learn SR minus the bicubic upsampled input, starting at bicubic "
+                                          "(SRResNet, EDSR, SPAN)")
     srcnn_kernels: str = option("9-5-5", "SRCNN kernel sizes", choices=["9-5-5", "9-1-5"])
     y_only: bool = option(False, "SRCNN on the Y channel only (chroma stays bicubic)")
     epochs: int = option(100, "epochs to train (total, a resumed run continues to this)")
@@ -72,7 +78,13 @@ class TrainConfig:
     run: str = option("", "run name: outputs go to logs/<run>/ (default: model and time); under torchrun "
                           "write --run-name (torchrun mistakes --run for its --run-path)", aliases=["--run-name"])
     resume: str = option("", "continue from logs/<run>/last.ckpt")
-    init_weights: str = option("", "start from these weights (.safetensors or run folder) and fine-tune")
+    init_weights: str = option("", "fine-tune from these weights: a run folder, .safetensors, shipped name "
+                                   "(weights/: srresnet-x4, ...) or a foreign model file spandrel knows (SwinIR, "
+                                   "HAT, DAT, SPAN, ... .pth); the model is the one the weights were trained as")
+    grad_accum: int = option(1, "split each batch into this many micro-batches (gradients accumulated: the same "
+                                "step in less memory, for big models on a 16 GB T4)")
+    activation_checkpointing: bool = option(False, "recompute each block's activations in the backward pass "
+                                                   "instead of keeping them (less memory, ~30%% slower)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     amp: bool = option(True, "mixed precision on CUDA")
     amp_dtype: str = option("auto", "autocast dtype: auto (bf16 from compute capability 8.0, else fp16 with a "
@@ -104,9 +116,11 @@ class TrainConfig:
     quiet: bool = option(False, "no progress bars or progress lines")
 
 
-# The demo trains a small bicubic-residual SRResNet that beats bicubic within minutes on 2 CPU cores.
-DEMO_PRESET = dict(num_blocks=4, channels=32, epochs=8, patches_per_image=32, learning_rate=5e-4, warmup_steps=50,
-                   checkpoint_every=0, sample_every=4)
+# The demo trains a small bicubic-residual model (each model's own demo_preset: SRResNet 4 x 32)
+# that beats bicubic within minutes on 2 CPU cores.
+DEMO_PRESET = dict(epochs=8, patches_per_image=32, learning_rate=5e-4, warmup_steps=50, checkpoint_every=0,
+                   sample_every=4)
+MODEL_FLAGS = {"model", "num_blocks", "channels", "bicubic_residual", "srcnn_kernels", "y_only"}
 
 
 def apply_demo(config: TrainConfig, argv) -> TrainConfig:
@@ -117,7 +131,8 @@ def apply_demo(config: TrainConfig, argv) -> TrainConfig:
     print(f"no competition data found (data/train/{{lr,hr}}): training on the bundled demo in {demo} "
           f"(scikit-image photos); put your data in data/train to train on it", flush=True)
     config.data = str(demo / "train")
-    preset = {k: v for k, v in DEMO_PRESET.items() if k not in given}
+    shape = {} if config.init_weights else ARCHS[config.model].demo_preset   # fine-tuning keeps the weights' model
+    preset = {k: v for k, v in {**shape, **DEMO_PRESET}.items() if k not in given}
     for key, value in preset.items():
         setattr(config, key, value)
     print("demo preset, for the flags you did not give (a small model that trains in minutes on a CPU): "
@@ -125,6 +140,37 @@ def apply_demo(config: TrainConfig, argv) -> TrainConfig:
     if not config.run:
         config.run = "demo"
     return config
+
+
+def adopt_init_weights(config: TrainConfig, argv) -> TrainConfig:
+    """--init-weights: the model is the one the weights were trained as. A model flag given
+    on the command line that asks for another model is an error (WeightsError), not a
+    silent mismatch; --model and --scale follow the weights."""
+    _, model_config = load_model(config.init_weights)
+    given = given_fields(TrainConfig, argv) & MODEL_FLAGS
+    name = model_config["name"]
+    wanted = {"model": config.model} if "model" in given else {}
+    if name in ARCHS and name != "spandrel":
+        wanted.update(ARCHS[name].options_from_flags({k: getattr(config, k) for k in given}))
+    have = {"model": name, **model_config}
+    if name == "srcnn" and "srcnn_kernels" in given:
+        wanted["kernel_sizes"] = [int(k) for k in config.srcnn_kernels.split("-")]
+    clash = {k: v for k, v in wanted.items() if have.get(k, v) != v or (k != "model" and k not in have)}
+    if name == "spandrel":       # a foreign model's shape is its file's: any model flag asks for another
+        clash = {k: getattr(config, k) for k in sorted(given)}
+    if clash:
+        raise WeightsError(f"{config.init_weights}: the weights are {describe(model_config)}; "
+                           + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in clash.items())
+                           + " asks for another model (drop the flag, or train from scratch)")
+    if "scale" in given_fields(TrainConfig, argv) and config.scale != model_config["scale"]:
+        raise WeightsError(f"{config.init_weights}: the weights are x{model_config['scale']}, not --scale {config.scale}")
+    config.model, config.scale = name, int(model_config["scale"])
+    return config
+
+
+def describe(model_config: dict) -> str:
+    from srx4.run_info import describe_model
+    return describe_model(model_config)
 
 
 def free_run_name(name: str, explicit: bool) -> str:
@@ -156,10 +202,17 @@ def main(argv=None):
         given = given_fields(TrainConfig, argv)
         known = {f.name for f in fields(TrainConfig)}
         config = TrainConfig(**{k: (getattr(config, k) if k in given else v) for k, v in saved.items() if k in known})
-    elif not config.data:
-        found = paths.default_train_dir()
-        config = apply_demo(config, argv) if found is None else config
-        config.data = config.data or str(found)
+    else:
+        if config.init_weights:
+            try:
+                config = adopt_init_weights(config, argv)
+            except WeightsError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+        if not config.data:
+            found = paths.default_train_dir()
+            config = apply_demo(config, argv) if found is None else config
+            config.data = config.data or str(found)
     try:
         check_tracker(config.tracker)
     except TrackerError as err:

@@ -111,7 +111,7 @@ def test_cache_checks_free_disk_and_stays_out_of_kaggle_working(tmp_path, monkey
 def test_batched_validation_equals_per_image_and_float32_metrics_float64(tmp_path):
     from srx4.dataset import WholeImages
     from srx4.image_cache import CacheView
-    from srx4.models import SRResNet
+    from srx4.archs import SRResNet
     folder = make_pairs(tmp_path / "d", count=5)
     pairs, _ = scan_pairs(folder, 4)
     cache = ImageCache([p.lr_path for p in pairs] + [p.hr_path for p in pairs],
@@ -311,7 +311,7 @@ def test_defaults_on_one_real_frame_do_not_fall_below_bicubic_on_the_other(tmp_p
         write_png(tmp_path / "data/hr" / f"00029_s{k + 1:03d}.png", hr[4 * y:4 * y + 268, 4 * x:4 * x + 480])
     out = run_script("train.py", "--data", tmp_path / "data", "--epochs", "1", "--val-fraction", "0",
                      "--device", "cpu", "--run", "real", work=tmp_path, timeout=600).stdout
-    assert "settings: " in out and "num_blocks=16" in out and "bicubic_residual=True" in out
+    assert "settings: " in out and "'num_blocks': 16, 'channels': 64, 'bicubic_residual': True}" in out
     steps = int(list(csv.DictReader(open(tmp_path / "logs/real/metrics.csv")))[-1]["step"])
     assert 24 <= steps <= 48
     (tmp_path / "test").mkdir()

@@ -11,7 +11,7 @@ from conftest import BENCHMARKS, need_module, run_script
 from srx4.images import read_image
 from srx4.imresize import BicubicUpscale, resize_tensor
 from srx4.infer import cpu_flags_have_bf16, inference_dtype
-from srx4.models import SRCNN, SRResNet
+from srx4.archs import SRCNN, SRResNet
 
 
 def pngs(folder):

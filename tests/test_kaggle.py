@@ -3,12 +3,13 @@ the CLI wrappers without credentials, two-process DDP on CPU, and --time-limit."
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import torch
 
-from conftest import REPO, TINY, make_pairs, run_script
+from conftest import REPO, TINY, make_pairs, need_module, run_script
 from srx4.submission import validate_csv
 
 sys.path.insert(0, str(REPO / "kernels"))
@@ -61,6 +62,39 @@ def test_built_kernel_runs_against_a_fake_kaggle_tree(tmp_path):
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert validate_csv(working / "submission.csv", comp / "test" / "lr", sample_csv=sample) == 2
+
+
+def test_assets_dataset_brings_shipped_weights_and_wheels_to_an_offline_kernel(tmp_path, learned):
+    """--make-assets packs weights/<name>/ and the spandrel wheel; a train kernel with it
+    attached installs the wheel with no index and fine-tunes from the weights by name."""
+    need_module("spandrel")
+    _, run_dir, _ = learned
+    weights = tmp_path / "weights" / "tiny-x4"
+    weights.mkdir(parents=True)
+    for name in ("best.safetensors", "model.json"):
+        (weights / name).write_bytes((run_dir / name).read_bytes())
+    (weights / "CARD.md").write_text("tiny test weights\n")
+    assets = build.build_assets(tmp_path / "build", "alice", tmp_path / "weights")
+    assert (assets / "weights" / "tiny-x4" / "CARD.md").is_file() and (assets / build.ASSETS_MARKER).is_file()
+    assert [w.name.split("-")[0] for w in (assets / "wheels").glob("*.whl")] == ["spandrel"]
+    assert json.loads((assets / "dataset-metadata.json").read_text())["id"] == "alice/srx4-assets"
+    comp = fake_kaggle(tmp_path / "kaggle")
+    shutil.copytree(assets, tmp_path / "kaggle" / "input" / "srx4-assets")
+    fine_tune = ["--init-weights", "tiny-x4", "--epochs", "1", "--batch-size", "4", "--patch-size", "8",
+                 "--patches-per-image", "2", "--device", "cpu", "--threads", "1"]
+    train_folder = build.build(tmp_path / "build", "alice", "sr-comp", " ".join(fine_tune), "--device cpu",
+                               assets=["alice/srx4-assets"])[0]
+    meta = json.loads((train_folder / "kernel-metadata.json").read_text())
+    assert meta["dataset_sources"] == ["alice/srx4-assets"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "SRX4"))}
+    env.update(SRX4_KAGGLE_ROOT=str(tmp_path / "kaggle"), KAGGLE_KERNEL_RUN_TYPE="Batch", CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run([sys.executable, str(train_folder / meta["code_file"])], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "installing spandrel-" in done.stdout and "shipped weights: tiny-x4" in done.stdout
+    assert "initialised from tiny-x4" in done.stdout
+    assert validate_csv(tmp_path / "kaggle" / "working" / "submission.csv", comp / "test" / "lr",
+                        sample_csv=comp / "sample_submission.csv") == 2
 
 
 def test_cli_wrappers_print_one_line_without_credentials(tmp_path):

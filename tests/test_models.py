@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from srx4.infer import super_resolve
-from srx4.models import SRCNN, SRResNet, build_model, count_parameters
+from srx4.archs import SRCNN, SRResNet, build_model, count_parameters
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

@@ -2,9 +2,10 @@
 
 - `save_weights(run_dir, model, model_config)` -> best.safetensors + model.json:
   enough to rebuild the model with no training config.
-- `load_model(path)` rebuilds a model from a run folder or a .safetensors file
-  (model.json beside it); `expect=` refuses weights of another architecture or
-  scale with a message saying which.
+- `load_model(path)` rebuilds a model from a run folder, a .safetensors file
+  (model.json beside it or its config inside), the name of shipped weights
+  (weights/<name>/), or a foreign model file spandrel knows (.pth, ...);
+  `expect=` refuses weights of another architecture or scale, saying which.
 - `save_checkpoint` / `load_checkpoint`: a plain dict of tensors and Python
   values (RNG states as tensors), so `torch.load(weights_only=True)` reads it.
 Every write goes to a temp file in the same folder, is flushed and renamed.
@@ -20,8 +21,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save as safetensors_bytes
 
+from srx4 import paths
+from srx4.archs import ForeignError, build_model, load_foreign
+from srx4.archs.foreign import FOREIGN_SUFFIXES
 from srx4.images import atomic_write_bytes
-from srx4.models import build_model
 
 WEIGHTS_NAME, MODEL_CONFIG_NAME, CHECKPOINT_NAME = "best.safetensors", "model.json", "last.ckpt"
 
@@ -71,13 +74,32 @@ def save_weights(path, model, model_config: dict):
 
 
 def resolve_weights(path) -> Path:
-    """A run folder -> its best.safetensors; a file stays as it is."""
+    """A run folder -> its best.safetensors; a shipped name (srresnet-x4) -> that folder's;
+    a file stays as it is."""
     path = Path(path)
+    if not path.exists() and paths.shipped_weights(str(path)) is not None:
+        path = paths.shipped_weights(str(path))
     if path.is_dir():
         path = path / WEIGHTS_NAME
     if not path.is_file():
-        raise WeightsError(f"{path}: weights not found")
+        names = paths.shipped_names()
+        raise WeightsError(f"{path}: weights not found"
+                           + (f" (shipped names: {', '.join(names)})" if names and len(path.parts) == 1 else ""))
     return path
+
+
+def is_foreign(weights_path: Path) -> bool:
+    """A file not written by this repo: a .pth & co, or a .safetensors with no model config."""
+    if weights_path.suffix.lower() in FOREIGN_SUFFIXES:
+        return True
+    if (weights_path.parent / MODEL_CONFIG_NAME).is_file():
+        return False
+    from safetensors import safe_open
+    try:
+        with safe_open(str(weights_path), "pt") as f:
+            return "model" not in (f.metadata() or {})
+    except Exception:
+        return False          # unreadable: read_model_config says so
 
 
 def read_model_config(weights_path: Path) -> dict:
@@ -95,16 +117,28 @@ def read_model_config(weights_path: Path) -> dict:
 def load_model(path, expect: dict = None, device="cpu"):
     """Rebuild a model from weights. Returns (model in eval mode, model_config)."""
     weights_path = resolve_weights(path)
-    config = read_model_config(weights_path)
+    foreign = is_foreign(weights_path)
+    if foreign:
+        try:
+            model = load_foreign(weights_path)
+        except ForeignError as err:
+            raise WeightsError(str(err)) from None
+        config = model.config()
+    else:
+        config = read_model_config(weights_path)
     for key, value in (expect or {}).items():
         if value is not None and key in config and config[key] != value:
             raise WeightsError(f"{weights_path}: weights are for {key}={config[key]!r}, not {value!r}")
-    model = build_model(config)
-    try:
-        state = load_file(str(weights_path))
-    except Exception as err:
-        raise WeightsError(f"{weights_path}: unreadable weights ({err.__class__.__name__})") from None
-    load_state(model, state, str(weights_path))
+    if not foreign:
+        try:
+            state = load_file(str(weights_path))
+        except Exception as err:
+            raise WeightsError(f"{weights_path}: unreadable weights ({err.__class__.__name__})") from None
+        try:
+            model = build_model(config, state)
+        except (ForeignError, ValueError, TypeError) as err:
+            raise WeightsError(f"{weights_path}: {err}") from None
+        load_state(model, state, str(weights_path))
     return model.to(device).eval(), config
 
 

@@ -12,6 +12,7 @@
   GPU), sharded over DDP ranks without padding and summed across them, so the
   mean equals the single-process mean on the same weights; one host sync.
 """
+import contextlib
 import math
 
 import torch
@@ -35,9 +36,11 @@ def learning_rate_at(step: float, total_steps: float, base: float, schedule: str
     return base
 
 
-def train_step(model, optimizer, scaler, lr_imgs, hr_imgs, criterion, amp_dtype, world: int = 1):
+def train_step(model, optimizer, scaler, lr_imgs, hr_imgs, criterion, amp_dtype, world: int = 1, micro: int = 1):
     """One step. lr_imgs (N, 3, p, p), hr_imgs (N, 3, sp, sp): float in [0, 1]; criterion
-    (sr, hr) -> loss (srx4.losses; a name there is accepted too).
+    (sr, hr) -> loss (srx4.losses; a name there is accepted too). micro > 1 splits the batch
+    into that many micro-batches whose gradients add up to the whole batch's (memory / micro;
+    under DDP only the last one communicates).
     Returns the loss (the mean over DDP ranks) as a float, or None when it was not
     finite on some rank: then no rank steps.
 
@@ -45,10 +48,16 @@ def train_step(model, optimizer, scaler, lr_imgs, hr_imgs, criterion, amp_dtype,
     pass is queued; nothing else in the step synchronises."""
     criterion = loss_fn(criterion) if isinstance(criterion, str) else criterion
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(lr_imgs.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        sr_imgs = model(lr_imgs)                                # (N, 3, sp, sp)
-        loss = criterion(sr_imgs.float(), hr_imgs)
-    (scaler.scale(loss) if scaler is not None else loss).backward()
+    chunks = list(zip(lr_imgs.chunk(micro), hr_imgs.chunk(micro))) if micro > 1 else [(lr_imgs, hr_imgs)]
+    loss = 0.0
+    for k, (lr_part, hr_part) in enumerate(chunks):
+        quiet = model.no_sync() if world > 1 and k < len(chunks) - 1 else contextlib.nullcontext()
+        with quiet:
+            with torch.autocast(lr_imgs.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                sr_part = model(lr_part)                                # (n, 3, sp, sp)
+                part = criterion(sr_part.float(), hr_part) * (lr_part.shape[0] / lr_imgs.shape[0])
+            (scaler.scale(part) if scaler is not None else part).backward()
+        loss = loss + part.detach()
     reported = loss.detach()
     if world > 1:  # every rank must agree to skip: DDP has already averaged the gradients
         dist.all_reduce(reported)

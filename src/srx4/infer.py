@@ -17,9 +17,6 @@ import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch import nn
 
-BYTES_PER_LR_PIXEL = {"srresnet": 64 * 4 * 60, "srcnn": 64 * 4 * 16 * 4, "bicubic": 4 * 16 * 8}
-
-
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """'auto' -> the GPU when there is one, else the CPU; 'cuda' -> this process's GPU."""
     if name == "auto":
@@ -93,12 +90,12 @@ def memory_budget(device: torch.device) -> int:
 
 def auto_tile(model, height: int, width: int, batch: int, device) -> int:
     """LR tile side (0 = whole image) so one forward fits the memory budget."""
-    per_pixel = BYTES_PER_LR_PIXEL.get(getattr(model, "arch_name", "srresnet"), BYTES_PER_LR_PIXEL["srresnet"])
-    per_pixel = per_pixel * getattr(model, "channels", 64) // 64
+    per_pixel = model.bytes_per_lr_pixel            # declared by each model (srx4.archs.base)
     pixels = memory_budget(device) // max(per_pixel, 1) // max(batch, 1)
     if height * width <= pixels:
         return 0
-    return max(32, int(math.sqrt(pixels)) // 8 * 8)
+    multiple = max(8, getattr(model, "size_multiple", 1))
+    return max(32, int(math.sqrt(pixels)) // multiple * multiple)
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -137,9 +134,11 @@ class Ensemble:
             raise ValueError(f"an ensemble needs one scale, got {sorted(scales)}")
         self.members = list(members)
         self.scale = members[0].scale
-        self.receptive_radius = max(getattr(m, "receptive_radius", 16) for m in members)
-        self.arch_name = getattr(members[0], "arch_name", "srresnet")
-        self.channels = max(getattr(m, "channels", 64) for m in members)
+        self.receptive_radius = max(m.receptive_radius for m in members)
+        self.bytes_per_lr_pixel = max(m.bytes_per_lr_pixel for m in members)
+        self.size_multiple = math.lcm(*(getattr(m, "size_multiple", 1) for m in members))
+        self.supports_half = all(getattr(m, "supports_half", True) for m in members)
+        self.supports_bfloat16 = all(getattr(m, "supports_bfloat16", True) for m in members)
 
     def prepared(self, fold_bn: bool = True, channels_last: bool = True):
         """The ensemble of the members' inference forms (torch members; others as they are)."""
@@ -156,6 +155,16 @@ class Ensemble:
             out = member(x).float()
             total = out if total is None else total + out
         return total / len(self.members)
+
+
+def supported_dtype(model, dtype):
+    """`dtype`, or None (fp32) where the model says it does not run in it (foreign models:
+    SwinIR, HAT, ... are not fp16-safe)."""
+    if dtype == torch.float16 and not getattr(model, "supports_half", True):
+        return None
+    if dtype == torch.bfloat16 and not getattr(model, "supports_bfloat16", True):
+        return None
+    return dtype
 
 
 def _forward(model, lr, amp_dtype):
@@ -192,8 +201,8 @@ def super_resolve(model, lr, tile: int = None, amp: bool = True, tta: bool = Fal
     tile: LR tile side; None = automatic, 0 = whole image. amp: autocast in `amp_dtype`
     (auto, bf16 or fp16; see `inference_dtype`: on a CPU only bf16, where it is native)."""
     scale = model.scale
-    overlap = int(math.ceil(getattr(model, "receptive_radius", 16))) + 2
-    amp_dtype = inference_dtype(lr.device, amp_dtype) if amp else None
+    overlap = int(math.ceil(model.receptive_radius)) + 2
+    amp_dtype = supported_dtype(model, inference_dtype(lr.device, amp_dtype) if amp else None)
     if tile is None:
         tile = auto_tile(model, lr.shape[2], lr.shape[3], lr.shape[0], lr.device)
 
@@ -223,3 +232,27 @@ def super_resolve(model, lr, tile: int = None, amp: bool = True, tta: bool = Fal
         sr = sr.flip(-1) if k >= 4 else sr
         total = sr if total is None else total + sr
     return total / 8
+
+
+def estimate_predict_seconds(model, width: int, height: int, device, frames: int = 500, amp: bool = True,
+                             amp_dtype: str = "auto") -> float:
+    """Seconds predict.py would take for `frames` LR frames of width x height with `model`
+    (its inference form) on `device`, without TTA (x8 TTA: 8 times this). Timed on the
+    whole frame on a GPU, on a crop of at most 96 x 96 scaled by the pixel count on a CPU
+    (the forward is linear in pixels there); decoding and PNG writing not included."""
+    import time
+    fast = prepare_model(model, fold_bn=True, channels_last=True)
+    cpu = torch.device(device).type == "cpu"
+    h, w = (min(height, 96), min(width, 96)) if cpu else (height, width)
+    lr = torch.rand(1, 3, h, w, device=device)
+    super_resolve(fast, lr, amp=amp, amp_dtype=amp_dtype)        # warm-up (cuDNN choice, allocator)
+    timings = []
+    for _ in range(2):
+        if not cpu:
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        super_resolve(fast, lr, amp=amp, amp_dtype=amp_dtype)
+        if not cpu:
+            torch.cuda.synchronize(device)
+        timings.append(time.perf_counter() - start)
+    return min(timings) * (width * height) / (w * h) * frames

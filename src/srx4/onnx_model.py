@@ -56,7 +56,8 @@ def export_onnx(model, model_config: dict, path, opset: int = OPSET) -> Path:
                                         "sr": {0: "batch", 2: "sr_height", 3: "sr_width"}},
                           opset_version=opset, dynamo=False)
     graph = onnx.load_from_string(buffer.getvalue())
-    meta = {**model_config, "receptive_radius": float(getattr(model, "receptive_radius", 16))}
+    meta = {**model_config, "receptive_radius": float(model.receptive_radius),
+            "bytes_per_lr_pixel": int(model.bytes_per_lr_pixel), "size_multiple": int(getattr(model, "size_multiple", 1))}
     entry = graph.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     graph.producer_name = "srx4"
@@ -68,7 +69,7 @@ def export_onnx(model, model_config: dict, path, opset: int = OPSET) -> Path:
 class OnnxModel:
     """An ONNX Runtime session that behaves as predict.py's models do: called on
     float (N, 3, H, W) tensors, it returns (N, 3, sH, sW) tensors on the same device;
-    `scale`, `receptive_radius`, `arch_name` and `channels` come from the metadata."""
+    `scale`, `receptive_radius`, `bytes_per_lr_pixel` and `size_multiple` come from the metadata."""
 
     channels_last = False
 
@@ -93,8 +94,8 @@ class OnnxModel:
         self.config = json.loads(meta[META_KEY])
         self.scale = int(self.config["scale"])
         self.receptive_radius = self.config["receptive_radius"]
-        self.arch_name = self.config.get("name", "srresnet")
-        self.channels = int(self.config.get("channels", 64))
+        self.bytes_per_lr_pixel = int(self.config.get("bytes_per_lr_pixel", int(self.config.get("channels", 64)) * 240))
+        self.size_multiple = int(self.config.get("size_multiple", 1))
         self.providers = self.session.get_providers()
 
     def eval(self):

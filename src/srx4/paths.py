@@ -40,6 +40,25 @@ def submission_csv() -> Path:
     return submissions_dir() / "submission.csv"
 
 
+def weights_dir() -> Path:
+    """Shipped weights: <repo>/weights/<name>/ (best.safetensors, model.json, CARD.md);
+    SRX4_WEIGHTS_DIR moves it (a Kaggle dataset of them, tests)."""
+    return Path(os.environ.get("SRX4_WEIGHTS_DIR", REPO / "weights"))
+
+
+def shipped_weights(name: str):
+    """The folder of shipped weights called `name` (e.g. srresnet-x4), or None."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    folder = weights_dir() / name
+    return folder if (folder / "best.safetensors").is_file() else None
+
+
+def shipped_names() -> list:
+    root = weights_dir()
+    return sorted(p.name for p in root.iterdir() if (p / "best.safetensors").is_file()) if root.is_dir() else []
+
+
 def demo_dir() -> Path:
     return work_dir() / "data" / "demo"
 

@@ -15,7 +15,6 @@ from srx4.checkpoint import (CHECKPOINT_NAME, MODEL_CONFIG_NAME, WEIGHTS_NAME, W
                              read_model_config)
 from srx4.runlog import SUMMARY_NAME
 
-SHIPPED = paths.REPO / "weights"
 
 
 class InspectError(ValueError):
@@ -37,11 +36,10 @@ def resolve_target(target: str) -> Path:
     path = Path(target)
     if path.exists():
         return path
-    for candidate in (SHIPPED / target, SHIPPED / f"{target}.safetensors"):
-        if candidate.exists():
-            return candidate
+    if paths.shipped_weights(target) is not None:
+        return paths.shipped_weights(target)
     raise InspectError(f"{target}: no such run folder, checkpoint or weights file (nor shipped weights of that "
-                       f"name in {SHIPPED})")
+                       f"name in {paths.weights_dir()})")
 
 
 def weights_summary(path: Path) -> dict:
@@ -61,9 +59,13 @@ def weights_summary(path: Path) -> dict:
 
 def describe_model(config: dict) -> str:
     name = config.get("name", "?")
-    if name == "srresnet":
-        return (f"SRResNet x{config['scale']}: {config['num_blocks']} residual blocks x {config['channels']} channels"
-                + (", bicubic residual" if config.get("bicubic_residual") else ""))
+    titles = {"srresnet": "SRResNet", "edsr": "EDSR-baseline", "span": "SPAN-style"}
+    if name in titles:
+        return (f"{titles[name]} x{config['scale']}: {config['num_blocks']} residual blocks x {config['channels']} "
+                f"channels" + (", bicubic residual" if config.get("bicubic_residual") else ""))
+    if name == "spandrel":
+        return (f"{config.get('architecture')} x{config['scale']} through spandrel "
+                f"({config.get('parameters', 0) / 1e6:.2f} M parameters, from {config.get('source') or '?'})")
     if name == "srcnn":
         return (f"SRCNN x{config['scale']}: kernels {'-'.join(map(str, config['kernel_sizes']))}"
                 + (", Y only" if config.get("y_only") else ""))

@@ -11,6 +11,7 @@ image once into one `ImageCache` (shared by the DDP ranks) and exposes:
 - `loader()`: one persistent DataLoader for the whole run, moved from epoch
   to epoch by its sampler (`EpochBatches.set_epoch`).
 """
+from collections import Counter
 import os
 
 import numpy as np
@@ -40,6 +41,7 @@ class TrainData:
         self.cfg, self.log, self.rank, self.world, self.device = cfg, log, rank, world, device
         pairs, hygiene = scan_pairs(cfg["data"], cfg["scale"])
         by_name = {p.name: p for p in pairs}
+        self.frame_size = Counter(p.lr_size for p in pairs).most_common(1)[0][0] if pairs else None  # (w, h)
         if not pairs:
             reasons = "; ".join(f"{len(v)} {k}" for k, v in sorted(hygiene.problems.items())) or "empty folders"
             raise ValueError(f"{cfg['data']}: no usable image pairs ({reasons})")

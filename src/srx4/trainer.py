@@ -22,8 +22,9 @@ from srx4.dataset import samples_per_epoch
 from srx4.ema import WeightAverage
 from srx4.losses import loss_fn
 from srx4.engine import learning_rate_at, refresh_batchnorm, to_float, train_step, validate
-from srx4.infer import autocast_dtype, prepare_model
-from srx4.models import Bicubic, build_model, count_parameters
+from srx4.infer import autocast_dtype, estimate_predict_seconds, prepare_model, supported_dtype
+from srx4.archs import Bicubic, build_model, count_parameters, model_config_from_flags
+from srx4.archs.base import checkpoint_activations
 from srx4.progress import progress
 from srx4.run_report import RunViews
 from srx4.runlog import SUMMARY_NAME, RunLog, bicubic_warning
@@ -36,14 +37,6 @@ SELECT_LABELS = {"psnr": "PSNR", "score": "score (PSNR + 40 SSIM)"}   # --select
 
 class RunStopped(RuntimeError):
     """A run that cannot go on, for a reason the user can act on (printed as one line)."""
-
-
-def model_config_of(cfg: dict) -> dict:
-    if cfg["model"] == "srcnn":
-        return {"name": "srcnn", "scale": cfg["scale"], "kernel_sizes": [int(k) for k in cfg["srcnn_kernels"].split("-")],
-                "y_only": cfg["y_only"]}
-    return {"name": "srresnet", "scale": cfg["scale"], "num_blocks": cfg["num_blocks"], "channels": cfg["channels"],
-            "bicubic_residual": cfg["bicubic_residual"]}
 
 
 def run_dir_for(cfg: dict) -> Path:
@@ -99,18 +92,25 @@ class Trainer:
 
     def _model(self, cfg, checkpoint):
         torch.manual_seed(cfg["seed"])
-        self.model_config = model_config_of(cfg)
-        model = build_model(self.model_config)
-        if cfg["init_weights"] and not checkpoint:
-            source, _ = load_model(cfg["init_weights"], expect={"name": cfg["model"], "scale": cfg["scale"]})
-            load_state(model, source.state_dict(), cfg["init_weights"])
-            self.log(f"initialised from {cfg['init_weights']}")
-        if checkpoint:
+        if checkpoint:       # the model the checkpoint holds, whatever built it first
+            self.model_config = checkpoint.get("model_config") or model_config_from_flags(cfg)
+            model = build_model(self.model_config, checkpoint["model"])
             load_state(model, checkpoint["model"], cfg["resume"])
+        elif cfg["init_weights"]:   # the model the weights were trained as (train.py checked the flags)
+            model, self.model_config = load_model(cfg["init_weights"], expect={"scale": cfg["scale"]})
+            model.train()
+            self.log(f"initialised from {cfg['init_weights']}: its model {self.model_config}")
+        else:
+            self.model_config = model_config_from_flags(cfg)
+            model = build_model(self.model_config)
         cuda = self.device.type == "cuda"
         if cfg["deterministic"]:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = cuda and not cfg["deterministic"]
+        if cfg.get("activation_checkpointing"):
+            blocks = checkpoint_activations(model)
+            self.log(f"activation checkpointing: {blocks} blocks recompute their activations in the backward pass"
+                     if blocks else "activation checkpointing: this model names no blocks to checkpoint; off")
         model = model.to(self.device)
         if cuda and cfg["channels_last"]:
             model = model.to(memory_format=torch.channels_last)
@@ -124,6 +124,9 @@ class Trainer:
         # fused: one kernel for the whole update on CUDA, and no host sync under the fp16 GradScaler
         self.optimizer = torch.optim.Adam(self.plain_model.parameters(), lr=cfg["learning_rate"], fused=cuda or None)
         self.amp_dtype = autocast_dtype(self.device, cfg["amp_dtype"]) if cfg["amp"] else None
+        if self.amp_dtype is not None and supported_dtype(model, self.amp_dtype) is None:
+            self.log(f"{self.model_config.get('architecture', cfg['model'])} does not run in {self.amp_dtype}: fp32")
+            self.amp_dtype = None
         fp16 = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
         if cuda:
@@ -204,6 +207,17 @@ class Trainer:
             if batch is not None:
                 yield to_float(batch[0], self.device)
 
+    def _predict_estimate(self):
+        """Before a long run: what predicting a test set of this data's frames will cost."""
+        if not self.is_main or self.data.frame_size is None:
+            return
+        (w, h), frames = self.data.frame_size, 500
+        seconds = estimate_predict_seconds(self.eval_model, w, h, self.device, frames, self.cfg["amp"],
+                                           self.cfg["amp_dtype"])
+        fmt = lambda s: f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"  # noqa: E731
+        self.log(f"predicting {frames} test frames of {w}x{h} with this model on {self.device.type}: about "
+                 f"{fmt(seconds)}, with x8 TTA about {fmt(8 * seconds)} (the forward passes alone)")
+
     # -- the loop ------------------------------------------------------------------------------
     def fit(self):
         try:
@@ -221,6 +235,7 @@ class Trainer:
             dropped = f" ({self.bicubic['dropped']} undecodable left out)" if self.bicubic["dropped"] else ""
             log(f"bicubic on the {self.bicubic['images']} validation images scored each epoch{dropped}: PSNR "
                 f"{self.bicubic['psnr']:.3f} dB, score {self.bicubic['score']:.3f}")
+        self._predict_estimate()
         limit_s = cfg["time_limit"] * 3600
         first_step = self.step + 1
         started, bad_in_row, stopped, last_val_s = time.time(), 0, None, 0.0
@@ -245,7 +260,7 @@ class Trainer:
                     for group in self.optimizer.param_groups:
                         group["lr"] = self.learning_rate(share)
                     loss = train_step(self.model, self.optimizer, self.scaler, lr_imgs, hr_imgs, self.criterion,
-                                      self.amp_dtype, self.world)
+                                      self.amp_dtype, self.world, cfg.get("grad_accum", 1))
                     if loss is None:
                         skipped, bad_in_row = skipped + 1, bad_in_row + 1
                         if bad_in_row >= cfg["max_bad_steps"]:
