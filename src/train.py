@@ -93,6 +93,9 @@ class TrainConfig:
                                        "T4 on a larger GPU")
     channels_last: bool = option(True, CHANNELS_LAST_HELP)
     compile: bool = option(False, "torch.compile the model (CUDA; slower start, faster steps)")
+    compile_mode: str = option("default", "torch.compile mode with --compile: reduce-overhead uses CUDA graphs, "
+                                          "max-autotune also searches kernels (minutes at start)",
+                               choices=["default", "reduce-overhead", "max-autotune"])
     device_data: str = option("auto", "hold the training images on the GPU as uint8 and crop there: auto (when "
                                       "they fit in half the free GPU memory), on, off (DataLoader workers)",
                               choices=["auto", "on", "off"])
@@ -213,6 +216,10 @@ def main(argv=None):
             found = paths.default_train_dir()
             config = apply_demo(config, argv) if found is None else config
             config.data = config.data or str(found)
+    if config.grad_accum < 1 or config.grad_accum > config.batch_size:
+        print(f"error: --grad-accum {config.grad_accum}: between 1 and --batch-size ({config.batch_size})",
+              file=sys.stderr)
+        return 2
     try:
         check_tracker(config.tracker)
     except TrackerError as err:

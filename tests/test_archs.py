@@ -96,6 +96,18 @@ def test_span_kernel_is_exactly_the_branch_product():
     assert inference < 0.1e6      # the convs outside the RepConv3s; the whole inference form is ~0.4 M
 
 
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_inference_form_equals_the_trained_form(name):
+    """predict.py's form (BatchNorm folded, SPAN's kernels formed once) gives the same SR."""
+    from srx4.infer import prepare_model
+    model = small(name)
+    fast = prepare_model(model, channels_last=False)
+    assert not any(isinstance(m, (RepConv3, torch.nn.BatchNorm2d)) for m in fast.modules())
+    lr = torch.rand(2, 3, 14, 10)
+    with torch.no_grad():
+        assert (fast(lr) - model(lr)).abs().max().item() < 1e-5
+
+
 @pytest.mark.parametrize("name", ["srresnet", "span"])
 def test_activation_checkpointing_keeps_the_gradients(name):
     model = small(name).train()

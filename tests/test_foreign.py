@@ -37,6 +37,8 @@ def test_foreign_model_predicts_as_spandrel_runs_it(swinir, tmp_path):
         theirs = to_uint8(descriptor(to_tensor(read_image(path))[None])[0])
         assert ours.shape == (72, 72, 3)
         assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    shown = run_script("inspect_run.py", swinir, "--json", work=tmp_path).stdout
+    assert json.loads(shown)["model"]["architecture"] == "SwinIR"
 
 
 def test_fine_tune_foreign_model_then_predict_and_submit(swinir, tmp_path):

@@ -38,7 +38,7 @@ def test_files_that_are_not_runs_get_one_line(learned, tmp_path):
     (tmp_path / "cut").mkdir()
     (tmp_path / "cut" / "best.safetensors").write_bytes(data[:len(data) // 3])
     (tmp_path / "empty").mkdir()
-    for target, says in ((tmp_path / "foreign.pth", "not an srx4 checkpoint"),
+    for target, says in ((tmp_path / "foreign.pth", "spandrel"),     # knows no architecture / is not installed
                          (tmp_path / "noise.ckpt", "not a readable checkpoint"),
                          (tmp_path / "cut" / "best.safetensors", "not readable as srx4 weights"),
                          (tmp_path / "cut", "not readable as srx4 weights"),

@@ -101,8 +101,13 @@ def auto_tile(model, height: int, width: int, batch: int, device) -> int:
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of an eval-mode model with every Conv2d -> BatchNorm2d pair in a
     Sequential merged into one Conv2d (torch's `fuse_conv_bn_eval`: same outputs,
-    one pass fewer)."""
+    one pass fewer) and every re-parameterised layer (one with `inference_form()`)
+    replaced by the plain convolution it is."""
     model = copy.deepcopy(model).eval()
+    for module in list(model.modules()):   # re-parameterised layers (SPAN's RepConv3) -> their plain conv
+        for name, child in module.named_children():
+            if hasattr(child, "inference_form"):
+                setattr(module, name, child.inference_form())
     for module in model.modules():
         if not isinstance(module, nn.Sequential):
             continue

@@ -72,6 +72,14 @@ def describe_model(config: dict) -> str:
     return f"{name} x{config.get('scale', '?')}"
 
 
+def _is_srx4_checkpoint(path: Path) -> bool:
+    try:
+        state = load_checkpoint(path)
+    except WeightsError:
+        return False
+    return isinstance(state, dict) and "train_config" in state
+
+
 def _checkpoint(path: Path) -> dict:
     try:
         state = load_checkpoint(path)
@@ -90,11 +98,25 @@ def _run_seconds(run_dir: Path) -> float:
         return 0.0
 
 
+def foreign_summary(path: Path) -> dict:
+    """A model file of another project, as spandrel sees it."""
+    from srx4.archs import ForeignError, count_parameters, load_foreign
+    try:
+        model = load_foreign(path)
+    except ForeignError as err:
+        raise InspectError(str(err)) from None
+    return {"model": model.config(), "parameters": count_parameters(model), "tensors": len(model.state_dict())}
+
+
 def describe(target: str) -> dict:
     path = resolve_target(target)
     info = {"path": str(path.resolve())}
     if path.is_file() and path.suffix == ".safetensors":
-        return {**info, "kind": "weights", **weights_summary(path)}
+        from srx4.checkpoint import is_foreign
+        summary = foreign_summary(path) if is_foreign(path) else weights_summary(path)
+        return {**info, "kind": "weights", **summary}
+    if path.is_file() and path.suffix in (".pth", ".pt", ".bin") and not _is_srx4_checkpoint(path):
+        return {**info, "kind": "weights", **foreign_summary(path)}
     if path.is_file() and path.suffix in (".ckpt", ".pt", ".pth"):
         run_dir, checkpoint_path = path.parent, path
     elif path.is_dir():

@@ -120,7 +120,7 @@ class Trainer:
         if self.world > 1:
             ids = [self.device.index] if cuda else None
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        self.model = torch.compile(model) if cfg["compile"] and cuda else model
+        self.model = torch.compile(model, mode=cfg.get("compile_mode", "default")) if cfg["compile"] and cuda else model
         # fused: one kernel for the whole update on CUDA, and no host sync under the fp16 GradScaler
         self.optimizer = torch.optim.Adam(self.plain_model.parameters(), lr=cfg["learning_rate"], fused=cuda or None)
         self.amp_dtype = autocast_dtype(self.device, cfg["amp_dtype"]) if cfg["amp"] else None

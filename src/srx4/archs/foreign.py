@@ -25,11 +25,12 @@ class ForeignError(ValueError):
     """A one-line reason a file cannot be used as a foreign model."""
 
 
-def _spandrel():
+def _spandrel(source: str):
     try:
         import spandrel
     except ImportError:
-        raise ForeignError(f"foreign model files need spandrel: {INSTALL}") from None
+        raise ForeignError(f"{source}: not weights of this repo; models of other projects need spandrel: "
+                           f"{INSTALL}") from None
     return spandrel
 
 
@@ -42,7 +43,7 @@ def describe_state(state: dict) -> str:
 
 def descriptor_from_state(state: dict, source: str):
     """spandrel's ImageModelDescriptor for a state dict, or ForeignError in one line."""
-    spandrel = _spandrel()
+    spandrel = _spandrel(source)
     state = spandrel.canonicalize_state_dict(dict(state))
     try:
         with warnings.catch_warnings():     # architectures' own deprecation warnings (torch.meshgrid ...)
@@ -65,8 +66,8 @@ def descriptor_from_state(state: dict, source: str):
 
 def read_state(path) -> dict:
     """The tensors of a .pth/.pt/.ckpt/.safetensors file as spandrel reads them."""
-    spandrel = _spandrel()
     path = Path(path)
+    spandrel = _spandrel(str(path))
     try:
         return spandrel.ModelLoader().load_state_dict_from_file(str(path))
     except Exception as err:

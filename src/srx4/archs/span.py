@@ -41,6 +41,14 @@ class RepConv3(nn.Module):
     def forward(self, x):
         return F.conv2d(x, self.kernel().to(x.dtype), self.bias.to(x.dtype), padding=1)
 
+    @torch.no_grad()
+    def inference_form(self) -> nn.Conv2d:
+        """The plain 3x3 convolution this is (predict.py's form: no kernel product per call)."""
+        conv = nn.Conv2d(self.expand.shape[1], self.bias.shape[0], 3, padding=1)
+        conv.weight.copy_(self.kernel())
+        conv.bias.copy_(self.bias)
+        return conv
+
 
 class SPAB(nn.Module):
     def __init__(self, channels: int):
