@@ -22,7 +22,7 @@ from srx4.dataset import samples_per_epoch
 from srx4.ema import WeightAverage
 from srx4.losses import loss_fn
 from srx4.engine import learning_rate_at, refresh_batchnorm, to_float, train_step, validate
-from srx4.infer import autocast_dtype, estimate_predict_seconds, prepare_model, supported_dtype
+from srx4.infer import autocast_dtype, predict_estimate_line, prepare_model, supported_dtype
 from srx4.archs import Bicubic, build_model, count_parameters, model_config_from_flags
 from srx4.archs.base import checkpoint_activations
 from srx4.progress import progress
@@ -209,14 +209,9 @@ class Trainer:
 
     def _predict_estimate(self):
         """Before a long run: what predicting a test set of this data's frames will cost."""
-        if not self.is_main or self.data.frame_size is None:
-            return
-        (w, h), frames = self.data.frame_size, 500
-        seconds = estimate_predict_seconds(self.eval_model, w, h, self.device, frames, self.cfg["amp"],
-                                           self.cfg["amp_dtype"])
-        fmt = lambda s: f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"  # noqa: E731
-        self.log(f"predicting {frames} test frames of {w}x{h} with this model on {self.device.type}: about "
-                 f"{fmt(seconds)}, with x8 TTA about {fmt(8 * seconds)} (the forward passes alone)")
+        if self.is_main and self.data.frame_size is not None:
+            self.log(predict_estimate_line(self.eval_model, *self.data.frame_size, self.device, 500, self.cfg["amp"],
+                                           self.cfg["amp_dtype"]))
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self):

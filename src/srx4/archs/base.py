@@ -101,6 +101,29 @@ def pixel_shuffle_stages(channels: int, scale: int, activation=None) -> nn.Seque
     return nn.Sequential(*layers)
 
 
+class ResidualTrunk(SRModel):
+    """The SRResNet / EDSR shape: head -> blocks -> body tail, plus the head's output ->
+    upsampling -> tail (+ bicubic(LR)). Subclasses build the layers and call `assemble`."""
+
+    def assemble(self, head, blocks, body_tail, upsample, tail, bicubic_residual: bool, radius: int):
+        """`radius`: LR pixels the layers reach without the bicubic residual."""
+        self.head, self.blocks, self.body_tail, self.upsample, self.tail = head, blocks, body_tail, upsample, tail
+        self.bicubic = BicubicResidual(self.scale) if bicubic_residual else None
+        if bicubic_residual:        # the learned part starts at zero: an untrained net is bicubic
+            zero_init(tail)
+        self.receptive_radius = radius + (2 if bicubic_residual else 0)
+        self.bytes_per_lr_pixel = tail.in_channels * 4 * 60          # ~60 maps of C channels at peak
+
+    def checkpoint_blocks(self):
+        return list(self.blocks)
+
+    def forward(self, lr):                      # lr: (N, 3, H, W) in [0, 1]
+        feat = self.head(lr)                    # (N, C, H, W)
+        feat = feat + self.body_tail(self.blocks(feat))
+        sr = self.tail(self.upsample(feat))     # (N, 3, sH, sW)
+        return self.bicubic(sr, lr) if self.bicubic is not None else sr
+
+
 def _checkpointed_forward(block, *args):
     if block.training and torch.is_grad_enabled():
         return torch.utils.checkpoint.checkpoint(type(block).forward, block, *args, use_reentrant=False)

@@ -9,7 +9,7 @@ residual over bicubic upsampling by default, as the other models here do.
 """
 from torch import nn
 
-from srx4.archs.base import BicubicResidual, SRModel, pixel_shuffle_stages, zero_init
+from srx4.archs.base import ResidualTrunk, pixel_shuffle_stages
 
 
 class ResBlock(nn.Module):
@@ -23,7 +23,7 @@ class ResBlock(nn.Module):
         return x + self.res_scale * self.body(x)
 
 
-class EDSR(SRModel):
+class EDSR(ResidualTrunk):
     """Args: scale 2, 3 or 4; num_blocks (16); channels (64); res_scale (1.0); bicubic_residual."""
     name = "edsr"
     demo_preset = {"num_blocks": 4, "channels": 32}
@@ -33,23 +33,10 @@ class EDSR(SRModel):
                  bicubic_residual: bool = True):
         super().__init__(scale)
         self.remember(num_blocks=num_blocks, channels=channels, res_scale=res_scale, bicubic_residual=bicubic_residual)
-        self.head = nn.Conv2d(3, channels, 3, padding=1)
-        self.blocks = nn.Sequential(*[ResBlock(channels, res_scale) for _ in range(num_blocks)])
-        self.body_tail = nn.Conv2d(channels, channels, 3, padding=1)
-        self.upsample = pixel_shuffle_stages(channels, scale)
-        self.tail = nn.Conv2d(channels, 3, 3, padding=1)
-        self.bicubic = BicubicResidual(scale) if bicubic_residual else None
-        if bicubic_residual:
-            zero_init(self.tail)
-        # head 1, 2 per block, body tail 1, upsampling and tail <= 2 LR px, bicubic 2
-        self.receptive_radius = 1 + 2 * num_blocks + 1 + 2 + (2 if bicubic_residual else 0)
-        self.bytes_per_lr_pixel = channels * 4 * 60
-
-    def checkpoint_blocks(self):
-        return list(self.blocks)
-
-    def forward(self, lr):                      # lr: (N, 3, H, W) in [0, 1]
-        feat = self.head(lr)                    # (N, C, H, W)
-        feat = feat + self.body_tail(self.blocks(feat))
-        sr = self.tail(self.upsample(feat))     # (N, 3, sH, sW)
-        return self.bicubic(sr, lr) if self.bicubic is not None else sr
+        # head 1, 2 per block, body tail 1, upsampling and tail <= 2 LR px
+        self.assemble(head=nn.Conv2d(3, channels, 3, padding=1),
+                      blocks=nn.Sequential(*[ResBlock(channels, res_scale) for _ in range(num_blocks)]),
+                      body_tail=nn.Conv2d(channels, channels, 3, padding=1),
+                      upsample=pixel_shuffle_stages(channels, scale),
+                      tail=nn.Conv2d(channels, 3, 3, padding=1),
+                      bicubic_residual=bicubic_residual, radius=1 + 2 * num_blocks + 1 + 2)

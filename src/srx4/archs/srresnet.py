@@ -6,7 +6,7 @@
 """
 from torch import nn
 
-from srx4.archs.base import BicubicResidual, SRModel, pixel_shuffle_stages, zero_init
+from srx4.archs.base import ResidualTrunk, pixel_shuffle_stages
 
 
 class ResidualBlock(nn.Module):
@@ -22,7 +22,7 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class SRResNet(SRModel):
+class SRResNet(ResidualTrunk):
     """Args: scale 2, 3 or 4; num_blocks (16 in the paper); channels (64); bicubic_residual:
     learn SR - bicubic(LR), the tail starting at zero so an untrained net is bicubic."""
     name = "srresnet"
@@ -32,23 +32,10 @@ class SRResNet(SRModel):
     def __init__(self, scale: int = 4, num_blocks: int = 16, channels: int = 64, bicubic_residual: bool = False):
         super().__init__(scale)
         self.remember(num_blocks=num_blocks, channels=channels, bicubic_residual=bicubic_residual)
-        self.head = nn.Sequential(nn.Conv2d(3, channels, 9, padding=4), nn.PReLU())
-        self.blocks = nn.Sequential(*[ResidualBlock(channels) for _ in range(num_blocks)])
-        self.body_tail = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
-        self.upsample = pixel_shuffle_stages(channels, scale, nn.PReLU)
-        self.tail = nn.Conv2d(channels, 3, 9, padding=4)
-        self.bicubic = BicubicResidual(scale) if bicubic_residual else None
-        if bicubic_residual:
-            zero_init(self.tail)
-        # head 4, 2 per block, body tail 1, upsampling and tail convs <= 3 LR px, bicubic 2
-        self.receptive_radius = 4 + 2 * num_blocks + 1 + 3 + (2 if bicubic_residual else 0)
-        self.bytes_per_lr_pixel = channels * 4 * 60
-
-    def checkpoint_blocks(self):
-        return list(self.blocks)
-
-    def forward(self, lr):                      # lr: (N, 3, H, W) in [0, 1]
-        feat = self.head(lr)                    # (N, C, H, W)
-        feat = feat + self.body_tail(self.blocks(feat))
-        sr = self.tail(self.upsample(feat))     # (N, 3, sH, sW)
-        return self.bicubic(sr, lr) if self.bicubic is not None else sr
+        # head 4, 2 per block, body tail 1, upsampling and tail convs <= 3 LR px
+        self.assemble(head=nn.Sequential(nn.Conv2d(3, channels, 9, padding=4), nn.PReLU()),
+                      blocks=nn.Sequential(*[ResidualBlock(channels) for _ in range(num_blocks)]),
+                      body_tail=nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels)),
+                      upsample=pixel_shuffle_stages(channels, scale, nn.PReLU),
+                      tail=nn.Conv2d(channels, 3, 9, padding=4),
+                      bicubic_residual=bicubic_residual, radius=4 + 2 * num_blocks + 1 + 3)
