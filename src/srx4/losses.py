@@ -15,10 +15,11 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from srx4.metrics import SSIM_C1 as C1, SSIM_C2 as C2
+
 LOSSES = ["l1", "mse", "charbonnier", "l1+ssim"]
 CHARBONNIER_EPS = 1e-3
 SSIM_WINDOW = 7
-C1, C2 = 0.01 ** 2, 0.03 ** 2
 
 
 def charbonnier(sr, hr, eps: float = CHARBONNIER_EPS):

@@ -19,6 +19,7 @@ import torch
 YCBCR = ((65.481, 128.553, 24.966), (-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
 YCBCR_OFFSET = (16.0, 128.0, 128.0)
 SSIM_WINDOWS = ("gaussian11", "uniform7")
+SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2     # (K L)^2 with L = 1 (images in [0, 1])
 SSIM_BAND_ROWS = 32          # rows of the SSIM map computed at a time on a CPU (a GPU takes it whole)
 
 
@@ -102,7 +103,7 @@ def ssim(sr, hr, window: str = "gaussian11", dtype=torch.float64) -> torch.Tenso
         taps, cov_norm = torch.full((7,), 1 / 7, dtype=dtype), 49 / 48
     else:
         raise ValueError(f"unknown SSIM window {window!r}: expected one of {SSIM_WINDOWS}")
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    c1, c2 = SSIM_C1, SSIM_C2
     n, m, k = sr.shape[0], hr.shape[0], taps.numel()
     out_rows = sr.shape[2] - k + 1
     if out_rows < 1 or sr.shape[3] < k:
