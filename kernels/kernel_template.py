@@ -64,25 +64,40 @@ def setup_assets():
             print("shipped weights:", ", ".join(sorted(p.name for p in (root / "weights").iterdir())), flush=True)
 
 
-def gpu_count():
+def report_gpus():
+    """The accelerator this session got, printed first (name, compute capability, memory,
+    count), and how many GPUs to train on. Kaggle's T4 x2 is 2 x 7.5 (fp16 with a
+    GradScaler); a P100 is 6.0 (fp16 without tensor cores); none is the CPU."""
     try:
         import torch
-        return torch.cuda.device_count()
     except ImportError:
+        print("accelerator: torch is not installed", flush=True)
         return 0
+    count = torch.cuda.device_count()
+    if not count:
+        print("accelerator: NO GPU (training on the CPU would take days): in the notebook's settings choose "
+              "Accelerator -> GPU T4 x2", flush=True)
+        return 0
+    for k in range(count):
+        p = torch.cuda.get_device_properties(k)
+        print(f"accelerator: GPU {k} {p.name}, compute capability {p.major}.{p.minor}, "
+              f"{p.total_memory / 2**30:.1f} GiB (torch {torch.__version__})", flush=True)
+    return count
 
 
 def main():
     WORKING.mkdir(parents=True, exist_ok=True)
+    gpus = report_gpus()
     with zipfile.ZipFile(io.BytesIO(base64.b64decode(SOURCES))) as zf:
         zf.extractall(CODE)
     setup_assets()
     if MODE == "train":
-        gpus = gpu_count()
         launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={gpus}"] if gpus > 1 else None
         checkpoint = find_checkpoint()
         resume = ["--resume", str(checkpoint)] if checkpoint and "--resume" not in TRAIN_ARGS else []
-        run("train.py", *TRAIN_ARGS, *resume, launcher=launcher)
+        # --no-demo: without the competition's folders, stop; never train and submit the bundled demo
+        run("train.py", *TRAIN_ARGS, *resume, *([] if "--no-demo" in TRAIN_ARGS else ["--no-demo"]),
+            launcher=launcher)
         run("predict.py", *PREDICT_ARGS)
     else:
         given = "--weights" in PREDICT_ARGS

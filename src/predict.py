@@ -18,6 +18,7 @@ Out: one PNG per input, same file name, exactly scale x its size, in --output
 Finished outputs are skipped, so an interrupted run resumes; an unreadable
 input is named and the exit status is 1.
 """
+import functools
 import json
 import os
 import sys
@@ -174,6 +175,28 @@ def batches_by_size(items, batch_size):
         yield batch
 
 
+def repair_non_finite(sr, lr, names, run, amp):
+    """sr (N, 3, sH, sW) as predicted from lr (N, 3, H, W): an image with a NaN or inf
+    value (an fp16 overflow, or broken weights) is predicted again in fp32 when it ran in
+    reduced precision; one still not finite is named and flagged, never written as
+    undefined pixels. Returns (sr, [flag per image])."""
+    bad = (~torch.isfinite(sr)).flatten(1).any(dim=1).tolist()          # (N,)
+    if not any(bad):
+        return sr, bad
+    if amp:
+        idx = [k for k, b in enumerate(bad) if b]
+        print(f"warning: {', '.join(names[k] for k in idx)}: the output was not finite in reduced precision; "
+              f"predicted again in fp32", file=sys.stderr, flush=True)
+        sr = sr.clone()
+        sr[idx] = run(lr[idx], amp=False).to(sr.dtype)
+        bad = (~torch.isfinite(sr)).flatten(1).any(dim=1).tolist()
+    for name, b in zip(names, bad):
+        if b:
+            print(f"error: {name}: the model's output has NaN or inf values: not written (are the weights broken? "
+                  f"see the run's train.log)", file=sys.stderr, flush=True)
+    return sr, bad
+
+
 def main(argv=None):
     config = parse_config(PredictConfig, "Super-resolve test LR images to PNGs.", argv)
     device = resolve_device(config.device)
@@ -228,12 +251,17 @@ def main(argv=None):
             for batch in batches_by_size(decoded, config.batch_size or (4 if device.type == "cuda" else 1)):
                 imgs = np.stack([img for _, img in batch])                               # (N, H, W, 3 or 4)
                 x = torch.from_numpy(imgs).to(device).permute(0, 3, 1, 2).float() / 255  # (N, C, H, W) in [0, 1]
-                sr = super_resolve(model, x[:, :3].contiguous(), None if config.tile < 0 else config.tile,
-                                   config.amp, config.tta, config.amp_dtype)                              # (N, 3, sH, sW)
+                run = functools.partial(super_resolve, model, tile=None if config.tile < 0 else config.tile,
+                                        tta=config.tta, amp_dtype=config.amp_dtype)
+                sr = run(x[:, :3].contiguous(), amp=config.amp)                                       # (N, 3, sH, sW)
+                sr, broken = repair_non_finite(sr, x[:, :3], [p.name for p, _ in batch], run, config.amp)
                 if x.shape[1] == 4:  # alpha: bicubic-upscaled
                     sr = torch.cat([sr, resize_tensor(x[:, 3:].double(), scale).to(sr.dtype)], dim=1)
-                for (path, _), one in zip(batch, to_uint8_batch(sr)):                 # (sH, sW, 3 or 4)
-                    pending.append(writers.submit(write, path, one))
+                for (path, _), one, bad in zip(batch, to_uint8_batch(sr), broken):    # (sH, sW, 3 or 4)
+                    if bad:
+                        failed.append(path)
+                    else:
+                        pending.append(writers.submit(write, path, one))
                 hr_pixels += sr.shape[0] * sr.shape[2] * sr.shape[3]
                 bar.update(len(batch))
                 bar.set_postfix(hr_mpix_s=f"{hr_pixels / 1e6 / max(time.time() - started, 1e-9):.2f}")
@@ -248,7 +276,8 @@ def main(argv=None):
     if not config.val_of:
         paths.record_last_prediction(out_dir, identity.get("weights", identity.get("model", "")))
     if failed:
-        print(f"error: {len(failed)} input(s) could not be read: {', '.join(p.name for p in failed[:5])}", file=sys.stderr)
+        print(f"error: {len(failed)} input(s) not predicted (unreadable, or the model's output not finite): "
+              f"{', '.join(p.name for p in failed[:5])}", file=sys.stderr)
         return 1
     return 0
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from srx4 import distributed, paths
+from srx4 import distributed, gpu_memory, paths
 from srx4.archs import ARCHS, TRAINABLE
 from srx4.checkpoint import WeightsError, load_checkpoint, load_model
 from srx4.config import CHANNELS_LAST_HELP, given_fields, option, parse_config
@@ -86,11 +86,16 @@ class TrainConfig:
     activation_checkpointing: bool = option(False, "recompute each block's activations in the backward pass "
                                                    "instead of keeping them (less memory, ~30%% slower)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    amp: bool = option(True, "mixed precision on CUDA")
-    amp_dtype: str = option("auto", "autocast dtype: auto (bf16 from compute capability 8.0, else fp16 with a "
-                                    "GradScaler: a T4 is 7.5), bf16 or fp16", choices=AMP_DTYPES)
-    gpu_memory_gb: float = option(0.0, "use at most this much GPU memory (0 = all), e.g. 15 to rehearse a 16 GB "
-                                       "T4 on a larger GPU")
+    amp: bool = option(True, "mixed precision on CUDA (on a CPU only with --amp-dtype bf16 or fp16)")
+    amp_dtype: str = option("auto", "autocast dtype: auto (CUDA: bf16 from compute capability 8.0, else fp16 with a "
+                                    "GradScaler, a T4 is 7.5; CPU: fp32), bf16 or fp16 (on a CPU too: --device cpu "
+                                    "--amp-dtype fp16 runs a T4's fp16 step code, GradScaler included)",
+                            choices=AMP_DTYPES)
+    gpu_memory_gb: float = option(0.0, "use at most this many GiB of GPU memory (0 = all), tiles, validation "
+                                       "batches and device-held images included; 14 rehearses a 16 GB T4 (14.7 GiB, "
+                                       "less the CUDA context) on a larger GPU")
+    grad_scale_init: float = option(2.0**16, "fp16 only: the GradScaler's first loss scale (it halves at every "
+                                             "step whose gradients overflow, which is then skipped and counted)")
     channels_last: bool = option(True, CHANNELS_LAST_HELP)
     compile: bool = option(False, "torch.compile the model (CUDA; slower start, faster steps)")
     compile_mode: str = option("default", "torch.compile mode with --compile: reduce-overhead uses CUDA graphs, "
@@ -117,6 +122,8 @@ class TrainConfig:
                                 "(default: the system temp folder; never Kaggle's /kaggle/working)")
     deterministic: bool = option(False, "deterministic algorithms (bit-identical reruns, slower on GPU)")
     quiet: bool = option(False, "no progress bars or progress lines")
+    demo: bool = option(True, "train on the bundled demo when no competition data is found (--no-demo: stop with "
+                              "an error instead, as the Kaggle kernels do)")
 
 
 # The demo trains a small bicubic-residual model (each model's own demo_preset: SRResNet 4 x 32)
@@ -214,6 +221,11 @@ def main(argv=None):
                 return 2
         if not config.data:
             found = paths.default_train_dir()
+            if found is None and not config.demo:
+                print(f"error: no competition data found (data/train/{{lr,hr}}, or lr/ and hr/ under "
+                      f"{paths.kaggle_root() / 'input'}) and --no-demo: attach the competition's data",
+                      file=sys.stderr)
+                return 2
             config = apply_demo(config, argv) if found is None else config
             config.data = config.data or str(found)
     if config.grad_accum < 1 or config.grad_accum > config.batch_size:
@@ -228,19 +240,24 @@ def main(argv=None):
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.gpu_memory_gb and torch.cuda.is_available():
-        index = int(os.environ.get("LOCAL_RANK", "0"))
-        total = torch.cuda.get_device_properties(index).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, config.gpu_memory_gb * 2**30 / total), index)
+        print(gpu_memory.limit(config.gpu_memory_gb, int(os.environ.get("LOCAL_RANK", "0"))), flush=True)
     device_type = "cuda" if (config.device.startswith("cuda") or
                              (config.device == "auto" and torch.cuda.is_available())) else "cpu"
     rank, world, local_rank = distributed.setup(device_type)
     device = resolve_device(config.device, local_rank)
     if not config.resume:
-        try:
-            config.run = free_run_name(config.run or f"{config.model}_{time.strftime('%Y%m%d_%H%M%S')}",
-                                       explicit="run" in given_fields(TrainConfig, argv))
-        except FileExistsError as err:
-            print(f"error: {err}", file=sys.stderr)
+        # decided once, by rank 0: each rank formatting its own time could name another folder
+        name, problem = "", ""
+        if rank == 0:
+            try:
+                name = free_run_name(config.run or f"{config.model}_{time.strftime('%Y%m%d_%H%M%S')}",
+                                     explicit="run" in given_fields(TrainConfig, argv))
+            except FileExistsError as err:
+                problem = str(err)
+        config.run, problem = distributed.from_rank0((name, problem), world)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            distributed.cleanup(world, finished=False)
             return 2
     run_dir = run_dir_for(asdict(config))
     existed, finished = run_dir.exists(), False

@@ -16,6 +16,7 @@ the free GPU memory (the trainer's `--device-data auto`).
 import numpy as np
 import torch
 
+from srx4 import gpu_memory
 from srx4.dataset import CHANNEL_ORDERS, TrainPatches, crop_draws
 
 
@@ -25,19 +26,12 @@ def image_bytes(patches: TrainPatches) -> int:
                for img in (cache[i] for i in range(len(cache))) if img is not None)
 
 
-def gpu_free_bytes(device: torch.device, cap_bytes: int = 0) -> int:
-    """Free GPU memory, within this process's cap when one is set (`--gpu-memory-gb`)."""
-    free, _ = torch.cuda.mem_get_info(device)
-    if cap_bytes:
-        free = min(free, cap_bytes - torch.cuda.memory_reserved(device))
-    return max(free, 0)
-
-
-def fits(nbytes: int, device: torch.device, share: float = 0.5, cap_bytes: int = 0) -> bool:
-    """Whether `nbytes` fit in `share` of the GPU's free memory (never on a CPU)."""
+def fits(nbytes: int, device: torch.device, share: float = 0.5) -> bool:
+    """Whether `nbytes` fit in `share` of the GPU memory this process may still use
+    (within `--gpu-memory-gb`: srx4.gpu_memory); never on a CPU."""
     if device.type != "cuda":
         return False
-    return nbytes <= share * gpu_free_bytes(device, cap_bytes)
+    return nbytes <= share * gpu_memory.free_bytes(device)
 
 
 class FlatImages:

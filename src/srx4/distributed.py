@@ -20,12 +20,38 @@ def setup(device_type: str):
 
 
 def agree(flag: bool, world: int, device) -> bool:
-    """True on every rank when any rank says True (stop signals)."""
+    """True on every rank when any rank says True (one host sync; the training loop
+    carries its per-step agreements in the step's own reduction instead)."""
+    return agree_values([1.0 if flag else 0.0], world, device)[0] > 0
+
+
+def agree_values(values, world: int, device) -> list:
+    """`values` (floats) summed over the ranks: rank 0 alone contributing a reading
+    (its clock) gives every rank that reading. One host sync under DDP."""
     if world <= 1:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return t.item() > 0
+    return t.tolist()
+
+
+def from_rank0(value, world: int):
+    """Rank 0's `value` (any picklable object) on every rank: what must be decided once,
+    such as the run folder's name (each rank formatting its own time can name another)."""
+    if world <= 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(value, world: int) -> list:
+    """Every rank's `value` (picklable), in rank order, on every rank."""
+    if world <= 1:
+        return [value]
+    shards = [None] * world
+    dist.all_gather_object(shards, value)
+    return shards
 
 
 def broadcast_buffers(model, world: int):

@@ -3,9 +3,10 @@
 `super_resolve(model, lr)`: lr (N, 3, H, W) float in [0, 1] -> sr (N, 3, sH, sW)
 float, unclamped. Tiles overlap by at least the model's receptive radius, so a
 tiled result equals the whole-image result (up to float rounding). The tile
-size is chosen up front from an estimate of the memory a tile needs (on CPU a
-process out of memory is killed, not warned); a CUDA out-of-memory error is
-retried with smaller tiles.
+size is chosen up front from an estimate of the memory a tile needs, within the
+memory this process may use (`--gpu-memory-gb` included; on CPU a process out of
+memory is killed, not warned); an out-of-memory error is retried with smaller
+tiles, and the size that fitted is remembered for the next images.
 """
 import copy
 import functools
@@ -16,6 +17,9 @@ from pathlib import Path
 import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch import nn
+
+from srx4 import gpu_memory
+
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """'auto' -> the GPU when there is one, else the CPU; 'cuda' -> this process's GPU."""
@@ -46,6 +50,17 @@ def autocast_dtype(device: torch.device, choice: str = "auto"):
     if choice != "auto":
         return {"bf16": torch.bfloat16, "fp16": torch.float16}[choice]
     return amp_dtype_for(torch.cuda.get_device_capability(device))
+
+
+def training_dtype(device: torch.device, choice: str = "auto"):
+    """The autocast dtype of training steps: on CUDA `autocast_dtype`; on a CPU fp32 (None)
+    unless bf16 or fp16 is asked for (fp16 with GradScaler("cpu"): the T4's step code,
+    rehearsed where no GPU is)."""
+    if device.type == "cuda":
+        return autocast_dtype(device, choice)
+    if choice not in AMP_DTYPES:
+        raise ValueError(f"--amp-dtype {choice!r}: expected one of {', '.join(AMP_DTYPES)}")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(choice)
 
 
 def cpu_flags_have_bf16(cpuinfo: str) -> bool:
@@ -81,21 +96,31 @@ def inference_dtype(device: torch.device, choice: str = "auto"):
 
 
 def memory_budget(device: torch.device) -> int:
+    """Bytes one forward pass may use: 60% of what this process may still allocate on a
+    GPU (within --gpu-memory-gb, srx4.gpu_memory), 40% of the free RAM (at most 6 GiB) on a CPU."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.6)
+        return int(gpu_memory.free_bytes(device) * 0.6)
     from srx4.image_cache import available_ram_bytes
     return min(int(available_ram_bytes() * 0.4), 6 << 30)
 
 
+# LR tile sides that ran after an out-of-memory error, per (device, model's bytes per LR
+# pixel, batch): later calls start there instead of failing again at every image
+_tiles_that_fit = {}
+
+
 def auto_tile(model, height: int, width: int, batch: int, device) -> int:
-    """LR tile side (0 = whole image) so one forward fits the memory budget."""
+    """LR tile side (0 = whole image) so one forward fits the memory budget of the device
+    the model runs on (an ONNX Runtime session on the CPU: host RAM, whatever `device`)."""
+    device = torch.device(getattr(model, "runs_on", device))
     per_pixel = model.bytes_per_lr_pixel            # declared by each model (srx4.archs.base)
     pixels = memory_budget(device) // max(per_pixel, 1) // max(batch, 1)
-    if height * width <= pixels:
+    remembered = _tiles_that_fit.get((str(device), per_pixel, batch))
+    if height * width <= pixels and not (remembered and max(height, width) > remembered):
         return 0
     multiple = max(8, getattr(model, "size_multiple", 1))
-    return max(32, int(math.sqrt(pixels)) // multiple * multiple)
+    tile = max(32, int(math.sqrt(pixels)) // multiple * multiple)
+    return min(tile, remembered) if remembered else tile
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -217,15 +242,20 @@ def super_resolve(model, lr, tile: int = None, amp: bool = True, tta: bool = Fal
         return _forward(model, x, amp_dtype)
 
     def run_retrying(x):
-        size = tile
+        size, failed = tile, False
         while True:
             try:
-                return run(x, size)
-            except torch.OutOfMemoryError:
-                if x.device.type != "cuda" or (size and size <= 32):
+                out = run(x, size)
+                if failed:      # remember what fitted: the next image starts there
+                    key = (str(torch.device(getattr(model, "runs_on", x.device))), model.bytes_per_lr_pixel, x.shape[0])
+                    _tiles_that_fit[key] = size or max(x.shape[2], x.shape[3])
+                return out
+            except torch.cuda.OutOfMemoryError:      # torch.OutOfMemoryError needs torch 2.5
+                if size and size <= 32:
                     raise
-                torch.cuda.empty_cache()
-                size = max(32, (size or max(x.shape[2], x.shape[3])) // 2)
+                if x.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                size, failed = max(32, (size or max(x.shape[2], x.shape[3])) // 2), True
 
     if not tta:
         return run_retrying(lr)

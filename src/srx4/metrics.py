@@ -13,6 +13,8 @@ borders and window a score uses is a protocol's choice: see `scoring.py`.
   form the competition uses. Mean over pixels and channels, per image (N,).
 - `rgb_to_y`: BT.601 luma as MATLAB's rgb2ycbcr (Y in [16, 235] / 255).
 """
+import functools
+
 import torch
 
 # BT.601 as MATLAB's rgb2ycbcr: RGB in [0, 1] -> Y in [16, 235], Cb and Cr in [16, 240] (on [0, 255])
@@ -28,9 +30,16 @@ def batched(x: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
     return x.unsqueeze(0) if x.dim() == 3 else x
 
 
+@functools.lru_cache(maxsize=16)
+def _luma_weights(dtype, device) -> torch.Tensor:
+    """The Y row of YCBCR as (1, 3, 1, 1), made once per dtype and device: building it at
+    every call would copy it host-to-device, a GPU sync in each validation step."""
+    return torch.tensor(YCBCR[0], dtype=dtype, device=device).view(1, 3, 1, 1)
+
+
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) RGB in [0, 1] -> (N, 1, H, W) Y in [0, 1] (16/255 .. 235/255)."""
-    w = torch.tensor(YCBCR[0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    w = _luma_weights(x.dtype, x.device)
     return ((x * w).sum(dim=1, keepdim=True) + YCBCR_OFFSET[0]) / 255.0
 
 

@@ -11,6 +11,7 @@ travels inside the file as metadata (`srx4.model`), so a .onnx alone is enough.
 """
 import io
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -97,6 +98,12 @@ class OnnxModel:
         self.bytes_per_lr_pixel = int(self.config.get("bytes_per_lr_pixel", int(self.config.get("channels", 64)) * 240))
         self.size_multiple = int(self.config.get("size_multiple", 1))
         self.providers = self.session.get_providers()
+        # where the session really runs: tiles are sized for that device's memory
+        self.runs_on = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
+        if torch.device(device).type == "cuda" and self.runs_on == "cpu":
+            print(f"warning: {Path(path).name}: this ONNX Runtime has no CUDA provider, so the model runs on the "
+                  f"CPU although a GPU is here (tiles sized for host RAM; slow): pip install onnxruntime-gpu, "
+                  f"or predict with the .safetensors weights (torch on the GPU)", file=sys.stderr, flush=True)
 
     def eval(self):
         return self

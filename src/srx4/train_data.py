@@ -114,12 +114,11 @@ class TrainData:
     def _device_data(self, cfg):
         self.device_patches = None
         nbytes = image_bytes(self.train_set)
-        cap = int(cfg["gpu_memory_gb"] * 2**30)
-        if cfg["device_data"] == "on" or (cfg["device_data"] == "auto" and fits(nbytes, self.device, cap_bytes=cap)):
+        if cfg["device_data"] == "on" or (cfg["device_data"] == "auto" and fits(nbytes, self.device)):
             size = nbytes / 2**30
             try:
                 self.device_patches = DevicePatches(self.train_set, self.device)
-            except torch.OutOfMemoryError:
+            except torch.cuda.OutOfMemoryError:   # torch.OutOfMemoryError needs torch 2.5
                 from srx4.trainer import RunStopped
                 raise RunStopped(f"the training images ({size:.1f} GiB) do not fit on {self.device}: "
                                  f"pass --device-data off") from None

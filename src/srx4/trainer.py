@@ -9,6 +9,7 @@ so a killed and resumed run ends with the same weights as an unbroken one.
 At the end the best weights are scored on the whole validation set and checked
 against bicubic: a model worse than bicubic is reported loudly, never quietly.
 """
+import hashlib
 import shutil
 import time
 from pathlib import Path
@@ -16,13 +17,13 @@ from pathlib import Path
 import torch
 
 from srx4 import distributed, paths
-from srx4.checkpoint import (CHECKPOINT_NAME, MODEL_CONFIG_NAME, WEIGHTS_NAME, load_model, load_state, rng_state,
-                             save_checkpoint, save_weights, set_rng_state, unwrap, write_json)
+from srx4.checkpoint import (CHECKPOINT_NAME, MODEL_CONFIG_NAME, WEIGHTS_NAME, file_sha256, load_model, load_state,
+                             rng_state, save_checkpoint, save_weights, set_rng_state, unwrap, write_json)
 from srx4.dataset import samples_per_epoch
 from srx4.ema import WeightAverage
 from srx4.losses import loss_fn
-from srx4.engine import learning_rate_at, refresh_batchnorm, to_float, train_step, validate
-from srx4.infer import autocast_dtype, predict_estimate_line, prepare_model, supported_dtype
+from srx4.engine import BatchNormGuard, learning_rate_at, refresh_batchnorm, to_float, train_step, validate
+from srx4.infer import predict_estimate_line, prepare_model, supported_dtype, training_dtype
 from srx4.archs import Bicubic, build_model, count_parameters, model_config_from_flags
 from srx4.archs.base import checkpoint_activations
 from srx4.progress import progress
@@ -71,6 +72,7 @@ class Trainer:
         self.bicubic = state.get("bicubic")
         self.bicubic_images = state.get("bicubic_images", {})    # name -> figures, for the report
         self.since_best = state.get("since_best", 0)
+        self.skipped_total = state.get("skipped_steps", 0)     # steps not applied (non-finite loss or gradients)
         if checkpoint:
             set_rng_state(checkpoint.get("rng", {}))
             self.log(f"resuming {cfg['resume']} at epoch {self.epoch + 1}, sample {self.samples_in_epoch} of the "
@@ -123,16 +125,20 @@ class Trainer:
         self.model = torch.compile(model, mode=cfg.get("compile_mode", "default")) if cfg["compile"] and cuda else model
         # fused: one kernel for the whole update on CUDA, and no host sync under the fp16 GradScaler
         self.optimizer = torch.optim.Adam(self.plain_model.parameters(), lr=cfg["learning_rate"], fused=cuda or None)
-        self.amp_dtype = autocast_dtype(self.device, cfg["amp_dtype"]) if cfg["amp"] else None
-        if self.amp_dtype is not None and supported_dtype(model, self.amp_dtype) is None:
+        self.amp_dtype = training_dtype(self.device, cfg["amp_dtype"]) if cfg["amp"] else None
+        # ask the model itself: a DDP wrapper does not carry spandrel's supports_half
+        if self.amp_dtype is not None and supported_dtype(self.plain_model, self.amp_dtype) is None:
             self.log(f"{self.model_config.get('architecture', cfg['model'])} does not run in {self.amp_dtype}: fp32")
             self.amp_dtype = None
         fp16 = self.amp_dtype == torch.float16
-        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
-        if cuda:
-            capability = ".".join(map(str, torch.cuda.get_device_capability(self.device)))
+        self.scaler = (torch.amp.GradScaler(self.device.type, init_scale=cfg.get("grad_scale_init", 2.0**16))
+                       if fp16 else None)
+        where = (f"compute capability {'.'.join(map(str, torch.cuda.get_device_capability(self.device)))}"
+                 if cuda else "CPU autocast")
+        if cuda or self.amp_dtype is not None:
             self.log(f"mixed precision: {self.amp_dtype or 'off (fp32)'}{' with a GradScaler' if fp16 else ''} "
-                     f"(compute capability {capability}; --amp-dtype {cfg['amp_dtype']})")
+                     f"({where}; --amp-dtype {cfg['amp_dtype']})")
+        self.bn_guard = BatchNormGuard(self.plain_model)    # statistics of a skipped step's forward are undone
         if checkpoint:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             if self.scaler is not None and checkpoint.get("scaler"):
@@ -176,7 +182,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else {}, "epoch": self.epoch,
             "samples_in_epoch": self.samples_in_epoch, "samples_seen": self.samples_seen, "world": self.world,
             "learning_rate": self.optimizer.param_groups[0]["lr"], "best": self.best, "bicubic": self.bicubic,
-            "since_best": self.since_best, "bicubic_images": self.bicubic_images, "train_config": self.cfg,
+            "since_best": self.since_best, "skipped_steps": self.skipped_total, "bicubic_images": self.bicubic_images, "train_config": self.cfg,
             "ema": self.ema.state_dict() if self.ema is not None else {}, "model_config": self.model_config,
             "split": self.data.split, "rng": rng_state()})
 
@@ -234,39 +240,56 @@ class Trainer:
         limit_s = cfg["time_limit"] * 3600
         first_step = self.step + 1
         started, bad_in_row, stopped, last_val_s = time.time(), 0, None, 0.0
+
+        def clock():
+            """Rank 0's seconds used against --time-limit (with room for one more validation).
+            Only rank 0's reading is ever used: every rank gets it in the step's reduction, so
+            the learning rate and the stop are the same on every rank (a rank's own clock
+            would give each its own rate, and DDP never re-syncs the weights)."""
+            return time.time() - started + last_val_s if self.is_main else 0.0
+
         while self.epoch < cfg["epochs"] and stopped is None:
             epoch, epoch_start = self.epoch, time.time()
-            batches = data.epoch_batches(epoch, self.samples_in_epoch)
             losses, dropped, skipped = [], 0, 0
             self.model.train()
-            bar = progress(batches, total=len(data.sampler), desc=f"epoch {epoch + 1}/{cfg['epochs']}",
-                           unit="step", leave=False, quiet=not self.is_main)
-            for batch, n_dropped in bar:
+            bar = progress(data.epoch_batches(epoch, self.samples_in_epoch), total=len(data.sampler),
+                           desc=f"epoch {epoch + 1}/{cfg['epochs']}", unit="step", leave=False,
+                           quiet=not self.is_main)
+            batches = iter(bar)
+            current = next(batches, None)
+            # whether some rank lost its whole first batch, and the clock: agreed once an epoch;
+            # then each step's reduction carries both for the next step (one host sync a step)
+            missing, used_s = self._agree(current, clock())
+            while current is not None:
+                upcoming = next(batches, None)      # looked at one step ahead, to agree on it in this step
+                batch, n_dropped = current
                 dropped += n_dropped
-                if self.world > 1 and distributed.agree(batch is None, self.world, self.device):
-                    # some rank lost its whole batch: every rank skips the step, or DDP's collectives hang
+                if missing:  # some rank lost its whole batch: every rank skips the step, or DDP's collectives hang
                     dropped += 0 if batch is None else batch[0].shape[0]
-                    batch = None
-                if batch is not None:
+                    missing, used_s = self._agree(upcoming, clock())
+                else:
                     lr_imgs, hr_imgs = (to_float(t, self.device) for t in batch)   # (N,3,p,p), (N,3,sp,sp)
                     if self.device.type == "cuda" and cfg["channels_last"]:
                         lr_imgs = lr_imgs.contiguous(memory_format=torch.channels_last)
-                    share = (time.time() - started + last_val_s) / limit_s if limit_s else 0.0
                     for group in self.optimizer.param_groups:
-                        group["lr"] = self.learning_rate(share)
-                    loss = train_step(self.model, self.optimizer, self.scaler, lr_imgs, hr_imgs, self.criterion,
-                                      self.amp_dtype, self.world, cfg.get("grad_accum", 1))
-                    if loss is None:
+                        group["lr"] = self.learning_rate(used_s / limit_s if limit_s else 0.0)
+                    step = train_step(self.model, self.optimizer, self.scaler, lr_imgs, hr_imgs, self.criterion,
+                                      self.amp_dtype, self.world, cfg.get("grad_accum", 1),
+                                      share=(self._lost(upcoming), clock()), guard=self.bn_guard)
+                    missing, used_s = step.shared[0] > 0, step.shared[1]
+                    if step.loss is None:   # not applied on any rank; the weight average stays still too
                         skipped, bad_in_row = skipped + 1, bad_in_row + 1
+                        self.skipped_total += 1
                         if bad_in_row >= cfg["max_bad_steps"]:
-                            raise RunStopped(f"{bad_in_row} non-finite losses in a row at step {self.step}: "
-                                             f"stopped; {self.run_dir / CHECKPOINT_NAME} holds the last good state")
+                            raise RunStopped(f"{bad_in_row} steps in a row skipped ({self._skip_reason(step.why)}) "
+                                             f"at step {self.step}: stopped; {self.run_dir / CHECKPOINT_NAME} holds "
+                                             f"the last good state")
                     else:
-                        losses.append(loss)
+                        losses.append(step.loss)
                         bad_in_row = 0
                         if self.ema is not None:
                             self.ema.update(self.plain_model)
-                        bar.set_postfix(loss=f"{loss:.4f}")
+                        bar.set_postfix(loss=f"{step.loss:.4f}")
                 self.step += 1
                 if self.step == first_step:
                     log(f"first training step after {time.time() - self.created:.1f} s (scan, split, cache, "
@@ -276,17 +299,32 @@ class Trainer:
                 self.samples_seen += global_batch
                 if cfg["checkpoint_every"] and self.step % cfg["checkpoint_every"] == 0:
                     self.save_last()
-                # stop early enough to validate once more within the limit
-                over = bool(limit_s) and time.time() - started + last_val_s > limit_s
-                if (self.world == 1 or self.step % 10 == 0) and distributed.agree(over, self.world, self.device):
+                if limit_s and used_s > limit_s:     # rank 0's clock, so every rank stops at this step
                     stopped = f"--time-limit of {cfg['time_limit']} h reached"
                     break
+                current = upcoming
             train_s = time.time() - epoch_start
             last_val_s = self._end_epoch(epoch, losses, dropped, skipped, has_val, train_s, finished=not stopped)
             if not stopped and cfg["patience"] and self.since_best >= cfg["patience"]:
                 stopped = f"no better validation {SELECT_LABELS[self.select]} for {cfg['patience']} epochs (--patience)"
         distributed.barrier(self.world)
         self._summary(stopped)
+
+    @staticmethod
+    def _lost(item) -> float:
+        """1 when this rank's next step has no batch (every sample failed to load)."""
+        return 1.0 if item is not None and item[0] is None else 0.0
+
+    def _agree(self, item, clock_s):
+        """(some rank lacks `item`'s batch, rank 0's clock) agreed by all ranks: one sync."""
+        lost, used_s = distributed.agree_values((self._lost(item), clock_s), self.world, self.device)
+        return lost > 0, used_s
+
+    def _skip_reason(self, why: str) -> str:
+        if self.scaler is not None:
+            return (f"non-finite {why} in fp16, the GradScaler's scale down to {self.scaler.get_scale():.3g}: the model "
+                    f"overflows fp16; train with --amp-dtype bf16 or --no-amp, or lower --learning-rate")
+        return f"non-finite {why}; lower --learning-rate"
 
     def _end_epoch(self, epoch, losses, dropped, skipped, has_val, train_s, finished=True):
         """Validate the subset, keep the best weights, save last.ckpt, log the row.
@@ -323,7 +361,9 @@ class Trainer:
                 + (f" | val PSNR {metrics['psnr']:.3f} dB (Y {metrics['psnr_y']:.3f}) SSIM {metrics['ssim']:.4f} "
                    f"score {metrics['score']:.3f}" if has_val else "")
                 + (" *best*" if improved and has_val else "")
-                + (f" | dropped {dropped} samples" if dropped else "") + (f" | skipped {skipped} steps" if skipped else "")
+                + (f" | dropped {dropped} samples" if dropped else "")
+                + (f" | fp16 GradScaler: {skipped} steps skipped, scale {self.scaler.get_scale():g}" if self.scaler
+                   else f" | skipped {skipped} steps" if skipped else "")
                 + f" | train {train_s:.0f}s, validate {val_s:.0f}s")
         self.log(text)
         self.views.epoch(epoch + 1, row, details, data.val_set, self.bicubic, self.bicubic_images, self.device)
@@ -333,13 +373,31 @@ class Trainer:
         """The best weights and bicubic on the guard set (all validation images, or some training
         images without validation). Returns (model metrics, bicubic metrics)."""
         data = self.data
-        best = self.eval_model
+        best, self.scored = self.eval_model, "the current weights"
         if (self.run_dir / WEIGHTS_NAME).is_file():        # rank 0 wrote them; every rank reads them
             best, _ = load_model(self.run_dir / WEIGHTS_NAME, device=self.device)
+            self.scored = file_sha256(self.run_dir / WEIGHTS_NAME)
         model_metrics, details = self._validate(best, data.guard_set, data.guard_indices, "final check")
         bicubic, bicubic_details = self._validate(Bicubic(self.cfg["scale"]).to(self.device), data.guard_set,
                                                   data.guard_indices, "final check (bicubic)")
         return model_metrics, bicubic, details, {r["name"]: r for r in bicubic_details["per_image"]}
+
+    def _ranks_agree(self) -> list:
+        """What each rank ended with: its run folder, the weights its share of the final check
+        scored and a fingerprint of its weights (DDP ranks must end bit-identical); a loud line
+        when they differ."""
+        digest = hashlib.sha256()
+        for model in (self.plain_model, self.eval_model):
+            for p in model.parameters():
+                digest.update(p.detach().float().cpu().numpy().tobytes())
+        mine = {"rank": self.rank, "run_dir": str(self.run_dir), "scored": self.scored,
+                "weights_fingerprint": digest.hexdigest()[:16]}
+        ranks = distributed.gather(mine, self.world)
+        for key in ("run_dir", "scored", "weights_fingerprint"):
+            if len({r[key] for r in ranks}) > 1:
+                self.log(f"WARNING: the {self.world} processes disagree on {key}: "
+                         + ", ".join(f"rank {r['rank']} {r[key]}" for r in ranks))
+        return ranks
 
     def _summary(self, stopped):
         log = self.log
@@ -359,10 +417,12 @@ class Trainer:
         worse = gain < 0
         if worse:
             log(bicubic_warning(final["psnr"], bicubic["psnr"], data.guard_on))
+        ranks = self._ranks_agree()
         summary = {"run": self.run_dir.name, "best_epoch": self.best.get("epoch", 0), "best_subset": self.best,
                    "checked_on": data.guard_on, "model": final, "bicubic": bicubic, "gain_db": gain,
                    "worse_than_bicubic": worse, "stopped": stopped or "", "epochs_done": self.epoch,
-                   "epoch_seconds": round(sum(float(r["seconds"]) for r in self.log.rows), 1)}
+                   "epoch_seconds": round(sum(float(r["seconds"]) for r in self.log.rows), 1),
+                   "skipped_steps": self.skipped_total, "ranks": ranks}
         if self.is_main:
             write_json(self.run_dir / SUMMARY_NAME, summary)
         self.views.finish(final_details, data.guard_set, self.bicubic, bicubic_images, self.device, summary)
