@@ -42,6 +42,7 @@ def test_built_kernel_runs_against_a_fake_kaggle_tree(tmp_path):
     done = subprocess.run([sys.executable, str(train_folder / meta["code_file"])], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.startswith("accelerator: NO GPU")       # what the session got, said first
     working = tmp_path / "kaggle" / "working"
     sample = comp / "sample_submission.csv"
     assert validate_csv(working / "submission.csv", comp / "test" / "lr", sample_csv=sample) == 2
@@ -62,6 +63,22 @@ def test_built_kernel_runs_against_a_fake_kaggle_tree(tmp_path):
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert validate_csv(working / "submission.csv", comp / "test" / "lr", sample_csv=sample) == 2
+
+
+def test_train_kernel_without_the_competition_data_never_trains_the_demo(tmp_path):
+    (tmp_path / "kaggle" / "input" / "some-other-dataset").mkdir(parents=True)
+    (tmp_path / "kaggle" / "working").mkdir()
+    (folder,) = build.build(tmp_path / "build", "alice", "sr-comp", " ".join(TINY + ["--epochs", "1"]),
+                            "--device cpu")[:1]
+    code = json.loads((folder / "kernel-metadata.json").read_text())["code_file"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "SRX4"))}
+    env.update(SRX4_KAGGLE_ROOT=str(tmp_path / "kaggle"), KAGGLE_KERNEL_RUN_TYPE="Batch", CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run([sys.executable, str(folder / code)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode != 0
+    assert "no competition data found" in done.stderr and "--no-demo" in done.stderr
+    working = tmp_path / "kaggle" / "working"
+    assert not (working / "submission.csv").exists() and not (working / "logs").exists()
 
 
 def test_assets_dataset_brings_shipped_weights_and_wheels_to_an_offline_kernel(tmp_path, learned):
