@@ -29,7 +29,7 @@ from srx4.dataset import EpochBatches, ImageCache, TrainPatches, collate_drop_no
 from srx4.device_data import DevicePatches
 from srx4.engine import to_float, train_step
 from srx4.images import image_size, list_images
-from srx4.infer import autocast_dtype
+from srx4.infer import training_dtype
 from srx4.archs import SRResNet
 
 MACS_PER_LR_PIXEL = 2.218e6
@@ -58,7 +58,8 @@ def main():
     parser.add_argument("--workers", type=int, default=-1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp-dtype", default="auto", choices=["auto", "bf16", "fp16"],
-                        help="autocast dtype on CUDA (auto: bf16 from compute capability 8.0, else fp16)")
+                        help="autocast dtype (CUDA auto: bf16 from compute capability 8.0, else fp16; a CPU: "
+                             "fp32 unless bf16 or fp16 is given)")
     parser.add_argument("--profile", action="store_true", help="print the slowest CUDA kernels of the fast path")
     parser.add_argument("--peak-tflops", type=float, default=0, help="dense bf16 peak for utilisation (H100 SXM 989)")
     args = parser.parse_args()
@@ -122,11 +123,11 @@ def main():
 
     loader_data, device_data = data_rate(loader_batches), data_rate(device_batches)
     cuda = device.type == "cuda"
-    amp_dtype = autocast_dtype(device, args.amp_dtype)
+    amp_dtype = training_dtype(device, args.amp_dtype)    # a CPU: fp32 unless bf16/fp16 is asked for
     model = SRResNet().to(device).train()
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     if args.compile:
         model = torch.compile(model)
     one_batch = next(device_batches())
@@ -140,7 +141,7 @@ def main():
         print(prof.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=30))
 
     print(f"machine: {machine()}; device {device}; SRResNet-16, batch {args.batch_size}, LR patch {args.patch_size}"
-          f"{', torch.compile' if args.compile else ''}; {'bf16/fp16 autocast, channels-last' if cuda else 'fp32'}")
+          f"{', torch.compile' if args.compile else ''}; {'bf16/fp16 autocast, channels-last' if cuda else str(amp_dtype or 'fp32')}")
     print(f"naive (PIL decode per sample, fp32, NCHW):       {naive_rate:9.1f} samples/s")
     print(f"decoded cache + DataLoader ({workers} workers):         {loader_rate:9.1f} samples/s = "
           f"{loader_rate / naive_rate:.2f}x naive")

@@ -227,3 +227,25 @@ def test_fp16_rehearsal_two_ranks_ema_grad_accum_beats_bicubic(tmp_path, free_po
     assert log.count("fp16 GradScaler:") == 6 and "x 2 processes" in log
     fingerprints = {r["weights_fingerprint"] for r in summary["ranks"]}
     assert len(fingerprints) == 1
+
+
+# the command a GPU session runs ------------------------------------------------------------------
+def test_gpu_check_dry_run_starts_every_section(tmp_path):
+    """benchmarks/gpu_check.py --device cpu --dry-run: each section runs its real commands
+    (train.py in fp16 / bf16 / compile modes, torchrun DDP, predict.py -> CSV, the precision
+    comparison) at tiny sizes; nothing is appended to RESULTS.md by a dry run."""
+    before = (REPO / "benchmarks/RESULTS.md").read_bytes()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/gpu_check.py"), "--device", "cpu", "--dry-run",
+                           "--work", str(tmp_path)], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    rows = {r["section"]: r for r in report["results"]}
+    assert list(rows) == ["t4-fp16", "bf16", "compile", "compile-ro", "ddp", "predict", "precision"]
+    assert all(r["status"] == "ok" for r in rows.values()), rows
+    assert rows["t4-fp16"]["figures"]["samples/s"] > 0 and "GradScaler" in rows["t4-fp16"]["figures"]
+    assert rows["ddp"]["figures"]["ranks identical"] is True
+    assert rows["predict"]["figures"]["frames"] == 4 and (tmp_path / "submission.csv").is_file()
+    assert float(rows["precision"]["figures"]["bicubic layer fp32 vs f64"]) < 1e-5
+    assert "| t4-fp16 | ok |" in done.stdout
+    assert (REPO / "benchmarks/RESULTS.md").read_bytes() == before

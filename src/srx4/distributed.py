@@ -19,15 +19,11 @@ def setup(device_type: str):
     return rank, world, local_rank
 
 
-def agree(flag: bool, world: int, device) -> bool:
-    """True on every rank when any rank says True (one host sync; the training loop
-    carries its per-step agreements in the step's own reduction instead)."""
-    return agree_values([1.0 if flag else 0.0], world, device)[0] > 0
-
-
 def agree_values(values, world: int, device) -> list:
     """`values` (floats) summed over the ranks: rank 0 alone contributing a reading
-    (its clock) gives every rank that reading. One host sync under DDP."""
+    (its clock) gives every rank that reading. One host sync under DDP: the training
+    loop uses it once an epoch and carries the per-step agreements in each step's own
+    reduction instead (engine.train_step's `share`)."""
     if world <= 1:
         return [float(v) for v in values]
     t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)

@@ -1,0 +1,59 @@
+"""CPU training step under autocast: fp16 (with GradScaler("cpu"), the T4's step code)
+and bf16 against fp32, per model, in one run (engine.train_step, random batches).
+
+In:  nothing. Out: ms per step and the ratio to fp32 for each model, printed.
+
+    python benchmarks/bench_cpu_amp.py                       # small models, batch 4, LR patch 16, 1 thread
+    python benchmarks/bench_cpu_amp.py --blocks 16 --channels 64 --batch-size 16 --patch-size 24 --threads 2
+"""
+import argparse
+import time
+
+import torch
+
+from common import machine
+from srx4.archs import build_model
+from srx4.engine import train_step
+
+
+def ms_per_step(name, dtype, args):
+    torch.manual_seed(0)
+    model = build_model({"name": name, "scale": 4, "num_blocks": args.blocks, "channels": args.channels}).train()
+    optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+    scaler = torch.amp.GradScaler("cpu") if dtype == torch.float16 else None
+    lr = torch.rand(args.batch_size, 3, args.patch_size, args.patch_size)
+    hr = torch.rand(args.batch_size, 3, 4 * args.patch_size, 4 * args.patch_size)
+    for _ in range(2):                                       # warm-up
+        train_step(model, optimizer, scaler, lr, hr, "l1", dtype)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        train_step(model, optimizer, scaler, lr, hr, "l1", dtype)
+    return 1000 * (time.perf_counter() - start) / args.steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["srresnet", "edsr", "span"])
+    parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--patch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    flags = open("/proc/cpuinfo").read()
+    print(f"machine: {machine()}; avx512_bf16: {'avx512_bf16' in flags}, avx512_fp16: {'avx512_fp16' in flags}; "
+          f"{args.blocks} blocks x {args.channels} channels, batch {args.batch_size}, LR patch {args.patch_size}, "
+          f"{args.threads} thread(s)")
+    for name in args.models:
+        base = ms_per_step(name, None, args)
+        row = [f"{name:9s} fp32 {base:8.1f} ms"]
+        for label, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+            t = ms_per_step(name, dtype, args)
+            row.append(f"{label} {t:8.1f} ms ({base / t:.2f}x fp32)")
+        print(" | ".join(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
