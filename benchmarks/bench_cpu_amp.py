@@ -12,8 +12,8 @@ import time
 import torch
 
 from common import machine
-from srx4.archs import build_model
-from srx4.engine import train_step
+from srx4.models import build_model
+from srx4.train.step import train_step
 
 
 def ms_per_step(name, dtype, args):

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from common import REPO, sample_dir
 
-from srx4.checkpoint import load_model
-from srx4.images import read_image, to_tensor, to_uint8, write_png
-from srx4.infer import super_resolve
-from srx4.scoring import COMPETITION, bicubic_prediction, score_images
+from srx4.models.weights import load_model
+from srx4.image.codec import read_image, to_tensor, to_uint8, write_png
+from srx4.predict.inference import super_resolve
+from srx4.image.scoring import COMPETITION, bicubic_prediction, score_images
 
 
 def run(script, *args, work: Path):

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from common import machine, sample_dir, timed
-from srx4.checkpoint import load_model
-from srx4.images import list_images, read_image, to_tensor, to_uint8_batch
-from srx4.infer import cpu_has_bf16, prepare_model, super_resolve
-from srx4.metrics import psnr
-from srx4.archs import SRResNet
+from srx4.models.weights import load_model
+from srx4.image.codec import list_images, read_image, to_tensor, to_uint8_batch
+from srx4.core.system import cpu_has_bf16
+from srx4.predict.inference import prepare_model, super_resolve
+from srx4.image.metrics import psnr
+from srx4.models import SRResNet
 
 
 def seeded_model():
@@ -77,7 +78,7 @@ def main():
     others = {}
     if device.type == "cpu" and importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
         import tempfile
-        from srx4.onnx_model import OnnxModel, export_onnx
+        from srx4.predict.onnx import OnnxModel, export_onnx
         with tempfile.TemporaryDirectory() as folder:
             export_onnx(prepare_model(model, channels_last=False), {"name": "srresnet", "scale": 4}, f"{folder}/m.onnx")
             onnx_model = OnnxModel(f"{folder}/m.onnx")

@@ -26,9 +26,10 @@ from common import REPO
 
 import torch
 
-from srx4.archs import TRAINABLE, count_parameters
-from srx4.checkpoint import load_model
-from srx4.infer import estimate_predict_seconds, prepare_model, resolve_device
+from srx4.models import TRAINABLE, count_parameters
+from srx4.models.weights import load_model
+from srx4.predict.inference import estimate_predict_seconds, prepare_model
+from srx4.core.system import resolve_device
 
 TRAIN_PHOTOS = REPO.parent / "shared" / "train"
 

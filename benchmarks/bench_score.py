@@ -47,8 +47,8 @@ def main():
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--samples", default="")
     args = parser.parse_args()
-    from srx4.images import read_image, write_png
-    from srx4.scoring import bicubic_prediction
+    from srx4.image.codec import read_image, write_png
+    from srx4.image.scoring import bicubic_prediction
     source = sample_dir(args.samples)
     pairs = sorted((source / "hr").glob("*.png"))
     rng = np.random.default_rng(0)

@@ -49,7 +49,7 @@ def naive(png_dir, lr_dir, out_csv, queue):
 
 
 def streamed(png_dir, lr_dir, out_csv, queue):
-    from srx4.submission import write_submission
+    from srx4.submit.submission import write_submission
     base = peak_mb()
     start = time.perf_counter()
     write_submission(png_dir, lr_dir, out_csv)

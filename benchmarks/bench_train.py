@@ -25,12 +25,13 @@ import torch
 from PIL import Image
 
 from common import machine, sample_dir
-from srx4.dataset import EpochBatches, ImageCache, TrainPatches, collate_drop_none
-from srx4.device_data import DevicePatches
-from srx4.engine import to_float, train_step
-from srx4.images import image_size, list_images
-from srx4.infer import training_dtype
-from srx4.archs import SRResNet
+from srx4.data.patches import EpochBatches, ImageCache, TrainPatches, collate_drop_none
+from srx4.data.device_patches import DevicePatches
+from srx4.image.codec import to_float
+from srx4.train.step import train_step
+from srx4.image.codec import image_size, list_images
+from srx4.core.system import training_dtype
+from srx4.models import SRResNet
 
 MACS_PER_LR_PIXEL = 2.218e6
 

@@ -78,8 +78,8 @@ class Check:
         size, LR by the MATLAB-exact bicubic; the test set is the LR frames copied."""
         import cv2
         from skimage import data as photos
-        from srx4.images import write_png
-        from srx4.imresize import imresize
+        from srx4.image.codec import write_png
+        from srx4.image.resize import imresize
         w, h = self.hr_size
         sources = [photos.astronaut(), photos.coffee(), photos.chelsea(), photos.rocket(), photos.hubble_deep_field(),
                    photos.immunohistochemistry(), photos.coffee()[:, ::-1], photos.astronaut()[::-1]]
@@ -138,8 +138,8 @@ class Check:
         best = self.work / "logs" / "t4-fp16" / "best.safetensors"
         if best.is_file():
             return best
-        from srx4.archs import build_model
-        from srx4.checkpoint import save_weights
+        from srx4.models import build_model
+        from srx4.models.weights import save_weights
         config = {"name": "srresnet", "scale": 4}
         path = self.work / "untrained.safetensors"
         save_weights(path, build_model(config), build_model(config).config())
@@ -196,11 +196,11 @@ def predict(check, cap):
 
 
 def precision(check, cap):
-    from srx4.checkpoint import load_model
-    from srx4.images import read_image, to_tensor
-    from srx4.imresize import BicubicUpscale, resize_tensor
-    from srx4.infer import prepare_model, super_resolve
-    from srx4.metrics import psnr
+    from srx4.models.weights import load_model
+    from srx4.image.codec import read_image, to_tensor
+    from srx4.image.resize import BicubicUpscale, resize_tensor
+    from srx4.predict.inference import prepare_model, super_resolve
+    from srx4.image.metrics import psnr
     device = torch.device("cuda" if check.cuda else "cpu")
     model, _ = load_model(check.weights(), device=device)
     model = prepare_model(model)

@@ -144,7 +144,7 @@ def main():
         parser.error("--user (or KAGGLE_USERNAME) is required: kernel ids are <user>/<slug>")
     if args.make_assets:
         sys.path.insert(0, str(REPO / "src"))
-        from srx4 import paths
+        from srx4.core import paths
         folder = build_assets(Path(args.out), args.user, paths.weights_dir())
         print(f"built {folder}: kaggle datasets create -p {folder} --dir-mode zip  (then --assets "
               f"{args.user}/{folder.name} when building the kernels)")

@@ -15,10 +15,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from srx4.config import option, parse_config
-from srx4.images import list_images
-from srx4.kaggle_cli import KaggleError, run_kaggle
-from srx4.progress import progress
+from srx4.core.cli import option, parse_config
+from srx4.image.codec import list_images
+from srx4.submit.kaggle_cli import KaggleError, run_kaggle
+from srx4.core.progress import progress
 
 UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
 

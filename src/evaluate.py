@@ -1,4 +1,4 @@
-"""Benchmark a model the way the SR papers do: the paper protocol of `srx4/scoring.py`
+"""Benchmark a model the way the SR papers do: the paper protocol of `srx4/image/scoring.py`
 (PSNR / SSIM on Y of BT.601, `scale` pixels shaved, 11x11 Gaussian SSIM).
 
 In:  --weights FILE_OR_RUN_DIR (or --model bicubic); --data one or more benchmark
@@ -21,16 +21,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from srx4 import paths
-from srx4.checkpoint import WeightsError, atomic_write_text
-from srx4.onnx_model import load_runnable
-from srx4.config import option, parse_config
-from srx4.images import ImageError, list_images, read_image, to_tensor, to_uint8
-from srx4.imresize import imresize, modcrop
-from srx4.infer import Ensemble, resolve_device, super_resolve
-from srx4.progress import progress
-from srx4.report import Cases, case_crops, table_html, write_report
-from srx4.scoring import PAPER, bicubic_prediction, score_images
+from srx4.core import paths
+from srx4.models.weights import WeightsError
+from srx4.core.io import atomic_write_text
+from srx4.predict.onnx import load_runnable
+from srx4.core.cli import option, parse_config
+from srx4.image.codec import ImageError, list_images, read_image, to_tensor, to_uint8
+from srx4.image.resize import imresize, modcrop
+from srx4.predict.inference import Ensemble, super_resolve
+from srx4.core.system import resolve_device
+from srx4.core.progress import progress
+from srx4.runs.html import Cases, case_crops, table_html, write_report
+from srx4.image.scoring import PAPER, bicubic_prediction, score_images
 
 SHIPPED_SETS = paths.REPO / "benchmarks"
 

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import torch
 
-from srx4 import paths
-from srx4.checkpoint import WeightsError, load_model, resolve_weights
-from srx4.config import option, parse_config
-from srx4.images import ImageError, list_images, read_image, to_tensor, to_uint8
-from srx4.infer import prepare_model, super_resolve
-from srx4.onnx_model import OPSET, ExportError, OnnxModel, export_onnx, grey_level_differences
-from srx4.progress import progress
+from srx4.core import paths
+from srx4.models.weights import WeightsError, load_model, resolve_weights
+from srx4.core.cli import option, parse_config
+from srx4.image.codec import ImageError, list_images, read_image, to_tensor, to_uint8
+from srx4.predict.inference import prepare_model, super_resolve
+from srx4.predict.onnx import OPSET, ExportError, OnnxModel, export_onnx, grey_level_differences
+from srx4.core.progress import progress
 
 CHECK_SETS = [paths.REPO / "benchmarks" / name / "LR_x4" for name in ("Set5", "Set14")]
 

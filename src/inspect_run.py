@@ -17,8 +17,8 @@ import json
 import sys
 from dataclasses import dataclass
 
-from srx4.config import option, parse_config
-from srx4.run_info import InspectError, NotARun, describe, describe_model
+from srx4.core.cli import option, parse_config
+from srx4.runs.inspect import InspectError, NotARun, describe, describe_model
 
 IGNORED_SETTINGS = {"run", "resume", "device", "workers", "threads", "cache_dir", "tracker"}
 

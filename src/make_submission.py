@@ -22,11 +22,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from srx4 import paths, submission_log
-from srx4.checkpoint import file_sha256
-from srx4.submission_log import weights_of
-from srx4.config import option, parse_config
-from srx4.submission import SubmissionError, write_submission
+from srx4.core import paths
+from srx4.submit import submission_log
+from srx4.core.io import file_sha256
+from srx4.submit.submission_log import weights_of
+from srx4.core.cli import option, parse_config
+from srx4.submit.submission import SubmissionError, write_submission
 
 
 @dataclass

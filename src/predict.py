@@ -30,17 +30,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srx4 import paths
-from srx4.checkpoint import WeightsError, file_sha256, resolve_weights, write_json
-from srx4.config import CHANNELS_LAST_HELP, option, parse_config
-from srx4.images import ImageError, image_size, list_images, read_image, to_uint8_batch, write_png
-from srx4.imresize import resize_tensor
-from srx4.infer import AMP_DTYPES, Ensemble, prepare_model, resolve_device, super_resolve
-from srx4.archs import Bicubic
-from srx4.onnx_model import OnnxModel, load_runnable
-from srx4.progress import progress
-from srx4.runlog import SUMMARY_NAME, bicubic_warning
-from srx4.submission_log import MANIFEST      # .srx4-weights.json in each PNG folder: the weights that wrote it
+from srx4.core import paths
+from srx4.models.weights import WeightsError, resolve_weights
+from srx4.core.io import file_sha256, write_json
+from srx4.core.cli import CHANNELS_LAST_HELP, option, parse_config
+from srx4.image.codec import ImageError, image_size, list_images, read_image, to_uint8_batch, write_png
+from srx4.image.resize import resize_tensor
+from srx4.core.system import AMP_DTYPES, resolve_device
+from srx4.predict.inference import Ensemble, prepare_model, super_resolve
+from srx4.models import Bicubic
+from srx4.predict.onnx import OnnxModel, load_runnable
+from srx4.core.progress import progress
+from srx4.runs.runlog import SUMMARY_NAME, bicubic_warning
+from srx4.submit.submission_log import MANIFEST  # .srx4-weights.json in each PNG folder: the weights that wrote it
 
 
 @dataclass

@@ -17,10 +17,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from srx4.config import option, parse_config
-from srx4.images import ImageError, list_images, read_image, write_png
-from srx4.imresize import imresize, modcrop
-from srx4.progress import progress
+from srx4.core.cli import option, parse_config
+from srx4.image.codec import ImageError, list_images, read_image, write_png
+from srx4.image.resize import imresize, modcrop
+from srx4.core.progress import progress
 
 
 @dataclass

@@ -4,7 +4,7 @@ In:  a submission CSV or a folder of predicted PNGs; --hr the ground-truth HR
      folder (default: the demo's test HR); --lr the LR folder (default: lr/
      beside --hr, if there), which adds the bicubic line: MATLAB bicubic
      upsampling of the same images, rounded to PNG values.
-Out: per-image and mean figures under both protocols of `srx4/scoring.py`
+Out: per-image and mean figures under both protocols of `srx4/image/scoring.py`
      (--protocol to pick one): competition = RGB PSNR, scikit-image SSIM,
      score = PSNR + 40 * SSIM; paper = Y (BT.601), `scale` px shaved, Gaussian
      SSIM. The worst five images, a per-image CSV (--output, default beside
@@ -27,15 +27,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from srx4 import paths
-from srx4.checkpoint import atomic_write_text
-from srx4.config import option, parse_config
-from srx4.images import ImageError, list_images, read_image
-from srx4.infer import resolve_device
-from srx4.progress import progress
-from srx4.report import Cases, case_crops, table_html, write_report
-from srx4.scoring import PROTOCOLS, bicubic_prediction, score_images
-from srx4.submission import SubmissionError, iter_rows
+from srx4.core import paths
+from srx4.core.io import atomic_write_text
+from srx4.core.cli import option, parse_config
+from srx4.image.codec import ImageError, list_images, read_image
+from srx4.core.system import resolve_device
+from srx4.core.progress import progress
+from srx4.runs.html import Cases, case_crops, table_html, write_report
+from srx4.image.scoring import PROTOCOLS, bicubic_prediction, score_images
+from srx4.submit.submission import SubmissionError, iter_rows
 
 
 @dataclass

@@ -13,11 +13,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from srx4 import paths, submission_log
-from srx4.checkpoint import file_sha256
-from srx4.config import option, parse_config
-from srx4.kaggle_cli import KaggleError, run_kaggle
-from srx4.submission import SubmissionError, validate_csv
+from srx4.core import paths
+from srx4.submit import submission_log
+from srx4.core.io import file_sha256
+from srx4.core.cli import option, parse_config
+from srx4.submit.kaggle_cli import KaggleError, run_kaggle
+from srx4.submit.submission import SubmissionError, validate_csv
 
 
 @dataclass

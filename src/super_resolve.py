@@ -15,15 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from srx4 import paths
-from srx4.checkpoint import WeightsError
-from srx4.onnx_model import load_runnable
-from srx4.config import option, parse_config
-from srx4.images import ImageError, read_image, to_tensor, to_uint8, write_png
-from srx4.imresize import resize_tensor
-from srx4.infer import resolve_device, super_resolve
-from srx4.plots import labelled_strip
-from srx4.progress import progress
+from srx4.core import paths
+from srx4.models.weights import WeightsError
+from srx4.predict.onnx import load_runnable
+from srx4.core.cli import option, parse_config
+from srx4.image.codec import ImageError, read_image, to_tensor, to_uint8, write_png
+from srx4.image.resize import resize_tensor
+from srx4.core.system import resolve_device
+from srx4.predict.inference import super_resolve
+from srx4.runs.plots import labelled_strip
+from srx4.core.progress import progress
 
 
 @dataclass

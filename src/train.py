@@ -24,15 +24,17 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from srx4 import distributed, gpu_memory, paths
-from srx4.archs import ARCHS, TRAINABLE
-from srx4.checkpoint import WeightsError, load_checkpoint, load_model
-from srx4.config import CHANNELS_LAST_HELP, given_fields, option, parse_config
-from srx4.image_cache import CacheError
-from srx4.losses import LOSSES
-from srx4.infer import AMP_DTYPES, resolve_device
-from srx4.tracking import TRACKERS, TrackerError, check_tracker
-from srx4.trainer import RunStopped, Trainer, run_dir_for
+from srx4.core import distributed, gpu_memory, paths
+from srx4.models import ARCHS, TRAINABLE
+from srx4.models.weights import WeightsError, load_model
+from srx4.runs.checkpoint import load_checkpoint
+from srx4.core.cli import CHANNELS_LAST_HELP, given_fields, option, parse_config
+from srx4.data.cache import CacheError
+from srx4.train.losses import LOSSES
+from srx4.core.system import AMP_DTYPES, resolve_device
+from srx4.runs.tracking import TRACKERS, TrackerError, check_tracker
+from srx4.core.errors import RunStopped
+from srx4.train.trainer import Trainer, run_dir_for
 
 
 BN_REFRESH = 8   # training batches over which BatchNorm statistics are recomputed before validating
@@ -135,7 +137,7 @@ MODEL_FLAGS = {"model", "num_blocks", "channels", "bicubic_residual", "srcnn_ker
 
 def apply_demo(config: TrainConfig, argv) -> TrainConfig:
     """Use the demo data and preset for every flag the user did not give."""
-    from srx4.demo import build_demo
+    from srx4.data.demo import build_demo
     given = given_fields(TrainConfig, argv)
     demo = build_demo(paths.demo_dir(), config.scale)
     print(f"no competition data found (data/train/{{lr,hr}}): training on the bundled demo in {demo} "
@@ -179,7 +181,7 @@ def adopt_init_weights(config: TrainConfig, argv) -> TrainConfig:
 
 
 def describe(model_config: dict) -> str:
-    from srx4.run_info import describe_model
+    from srx4.runs.inspect import describe_model
     return describe_model(model_config)
 
 

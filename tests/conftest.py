@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srx4.images import read_image, write_png
-from srx4.imresize import imresize
+from srx4.image.codec import read_image, write_png
+from srx4.image.resize import imresize
 
 # Every test sees the same CPU: fp32 prediction, whether or not this CPU has native bf16
 # (the bf16 path has its own tests, which ask for it explicitly).
@@ -137,7 +137,7 @@ def cold_resize_caches():
     """Under mutmut each mutant's test process is forked from one that already ran the
     tests: the resize weights cached there would hide a mutated kernel. Start cold."""
     if os.environ.get("MUTANT_UNDER_TEST"):
-        from srx4 import imresize
+        from srx4.image import resize as imresize
         for cached in (imresize.contributions, imresize.contributions_on, imresize.phase_taps,
                        imresize.phase_taps_on):
             cached.cache_clear()

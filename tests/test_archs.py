@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from srx4.archs import ARCHS, EDSR, SPAN, TRAINABLE, SRResNet, build_model, count_parameters, model_config_from_flags
-from srx4.archs.base import checkpoint_activations
-from srx4.archs.span import RepConv3
-from srx4.engine import train_step
-from srx4.infer import super_resolve
+from srx4.models import ARCHS, EDSR, SPAN, TRAINABLE, SRResNet, build_model, count_parameters, model_config_from_flags
+from srx4.models.base import checkpoint_activations
+from srx4.models.span import RepConv3
+from srx4.train.step import train_step
+from srx4.predict.inference import super_resolve
 
 SMALL = {"srresnet": dict(num_blocks=2, channels=8), "edsr": dict(num_blocks=2, channels=8),
          "span": dict(num_blocks=2, channels=8), "srcnn": {}}
@@ -99,7 +99,7 @@ def test_span_kernel_is_exactly_the_branch_product():
 @pytest.mark.parametrize("name", TRAINABLE)
 def test_inference_form_equals_the_trained_form(name):
     """predict.py's form (BatchNorm folded, SPAN's kernels formed once) gives the same SR."""
-    from srx4.infer import prepare_model
+    from srx4.predict.inference import prepare_model
     model = small(name)
     fast = prepare_model(model, channels_last=False)
     assert not any(isinstance(m, (RepConv3, torch.nn.BatchNorm2d)) for m in fast.modules())

@@ -16,14 +16,15 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO, SHARED, TINY, make_pairs, needs_shared, run_script
-from srx4 import image_cache
-from srx4.dataset import EpochBatches, samples_per_epoch
-from srx4.engine import learning_rate_at, size_batches, validate
-from srx4.image_cache import CacheError, ImageCache
-from srx4.infer import amp_dtype_for, autocast_dtype
-from srx4.scoring import validation_metrics
-from srx4.pairs import scan_pairs, split_pairs
-from srx4.train_data import worker_count
+from srx4.data import cache as image_cache
+from srx4.data.patches import EpochBatches, samples_per_epoch
+from srx4.train.step import learning_rate_at
+from srx4.train.validate import size_batches, validate
+from srx4.data.cache import CacheError, ImageCache
+from srx4.core.system import amp_dtype_for, autocast_dtype
+from srx4.image.scoring import validation_metrics
+from srx4.data.pairs import scan_pairs, split_pairs
+from srx4.data.train_data import worker_count
 
 
 def train(work, data, *extra, check=True, env_extra=None):
@@ -68,7 +69,7 @@ def test_ranks_share_one_cache_file_and_the_last_one_out_deletes_it(tmp_path):
 KILLED_BUILDER = """
 import os, sys, signal
 sys.path.insert(0, {src!r})
-from srx4.image_cache import ImageCache
+from srx4.data.cache import ImageCache
 ImageCache({paths!r}, {sizes!r}, ram_budget=0, cache_dir={cache_dir!r}, log=lambda m: None)
 os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -109,9 +110,9 @@ def test_cache_checks_free_disk_and_stays_out_of_kaggle_working(tmp_path, monkey
 
 # 3. validation -----------------------------------------------------------------------------------
 def test_batched_validation_equals_per_image_and_float32_metrics_float64(tmp_path):
-    from srx4.dataset import WholeImages
-    from srx4.image_cache import CacheView
-    from srx4.archs import SRResNet
+    from srx4.data.patches import WholeImages
+    from srx4.data.cache import CacheView
+    from srx4.models import SRResNet
     folder = make_pairs(tmp_path / "d", count=5)
     pairs, _ = scan_pairs(folder, 4)
     cache = ImageCache([p.lr_path for p in pairs] + [p.hr_path for p in pairs],
@@ -226,8 +227,8 @@ def test_workers_share_the_cores_and_live_across_epochs(tmp_path):
     assert worker_count(-1, "cuda", 2, cpus=4) == 1        # Kaggle: 4 vCPUs, two ranks
     assert worker_count(-1, "cuda", 1, cpus=16) == 8
     assert worker_count(-1, "cpu", 1, cpus=16) == 0 and worker_count(3, "cuda", 2, cpus=4) == 3
-    from srx4.runlog import RunLog
-    from srx4.train_data import TrainData
+    from srx4.runs.runlog import RunLog
+    from srx4.data.train_data import TrainData
     train_cmd = __import__("train")
     cfg = vars(train_cmd.TrainConfig(data=str(make_pairs(tmp_path / "d", count=6)), patch_size=8, batch_size=4,
                                      workers=1, device_data="off", val_fraction=0, run="w"))
@@ -302,8 +303,8 @@ def test_a_failed_run_leaves_no_folder(tmp_path):
 def test_defaults_on_one_real_frame_do_not_fall_below_bicubic_on_the_other(tmp_path):
     """Train with the defaults (SRResNet-16, BatchNorm, L1) for a few dozen steps on crops of
     GNR638 frame 00029 only, predict frame 00034: at or above bicubic - 0.1 dB, and not bicubic."""
-    from srx4.images import read_image, write_png
-    from srx4.imresize import resize_tensor
+    from srx4.image.codec import read_image, write_png
+    from srx4.image.resize import resize_tensor
     frames = SHARED / "samples" / "gnr638"
     lr, hr = read_image(frames / "lr/00029.png"), read_image(frames / "hr/00029.png")
     for k, (y, x) in enumerate((y, x) for y in range(0, 270 - 67 + 1, 67) for x in range(0, 480 - 120 + 1, 120)):

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from conftest import make_pairs
-from srx4.dataset import CHANNEL_ORDERS, EpochBatches, ImageCache, TrainPatches, collate_drop_none, crop_draws
-from srx4.device_data import DevicePatches
-from srx4.images import write_png
-from srx4.imresize import imresize
-from srx4.pairs import Hygiene, frame_number, scan_pairs, source_of, split_groups, split_pairs
+from srx4.data.patches import CHANNEL_ORDERS, EpochBatches, ImageCache, TrainPatches, collate_drop_none, crop_draws
+from srx4.data.device_patches import DevicePatches
+from srx4.image.codec import write_png
+from srx4.image.resize import imresize
+from srx4.data.pairs import Hygiene, frame_number, scan_pairs, source_of, split_groups, split_pairs
 
 
 def test_hygiene_reports_every_bad_file(tmp_path):
@@ -211,8 +211,8 @@ def test_split_dict_is_exact():
 
 
 def test_modcrop_and_the_split_file_round_trip(tmp_path):
-    from srx4.imresize import modcrop
-    from srx4.pairs import describe_split, load_split, save_split
+    from srx4.image.resize import modcrop
+    from srx4.data.pairs import describe_split, load_split, save_split
     img = np.arange(10 * 13 * 3, dtype=np.uint8).reshape(10, 13, 3)
     assert modcrop(img, 4).shape == (8, 12, 3) and np.array_equal(modcrop(img, 4), img[:8, :12])
     assert modcrop(img[..., 0], 5).shape == (10, 10)

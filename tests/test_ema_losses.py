@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY, run_script
-from srx4.checkpoint import load_checkpoint
-from srx4.ema import WeightAverage
-from srx4.losses import charbonnier, loss_fn, ssim_uniform
+from srx4.runs.checkpoint import load_checkpoint
+from srx4.train.ema import WeightAverage
+from srx4.train.losses import charbonnier, loss_fn, ssim_uniform
 
 
 def test_average_follows_the_warmed_up_decay():

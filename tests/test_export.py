@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import BENCHMARKS, need_module, run_script
-from srx4.images import read_image
-from srx4.imresize import BicubicUpscale, resize_tensor
-from srx4.infer import cpu_flags_have_bf16, inference_dtype
-from srx4.archs import SRCNN, SRResNet
+from srx4.image.codec import read_image
+from srx4.image.resize import BicubicUpscale, resize_tensor
+from srx4.core.system import cpu_flags_have_bf16, inference_dtype
+from srx4.models import SRCNN, SRResNet
 
 
 def pngs(folder):
@@ -77,7 +77,7 @@ def test_cpu_bf16_is_chosen_by_what_the_cpu_has(monkeypatch):
     assert cpu_flags_have_bf16("flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
     assert cpu_flags_have_bf16("flags : fpu amx_bf16\n")
     assert not cpu_flags_have_bf16("flags : fpu sse avx2 avx512f avx512bw\n")
-    from srx4 import infer
+    from srx4.core import system as infer
     cpu = torch.device("cpu")
     for forced, expected in (("1", torch.bfloat16), ("0", None)):
         monkeypatch.setenv("SRX4_CPU_BF16", forced)
@@ -98,7 +98,7 @@ def test_cpu_bf16_prediction_is_score_neutral(learned, tmp_path):
     fp32, bf16 = pngs(tmp_path / "fp32"), pngs(tmp_path / "bf16")
     diffs = np.concatenate([np.abs(fp32[k] - bf16[k]).ravel() for k in fp32])
     assert diffs.max() <= 2 and (diffs <= 1).mean() >= 0.999
-    from srx4.metrics import psnr
+    from srx4.image.metrics import psnr
     hr = {k: torch.from_numpy(read_image(BENCHMARKS / "Set14" / "HR" / k)).float() / 255 for k in fp32}
 
     def mean_psnr(outputs):
@@ -106,7 +106,7 @@ def test_cpu_bf16_prediction_is_score_neutral(learned, tmp_path):
                              hr[k][..., None].expand(-1, -1, 3)).item() for k, v in outputs.items()])
     assert abs(mean_psnr(fp32) - mean_psnr(bf16)) < 0.01
     # the bicubic baseline never runs in bf16: under --amp-dtype bf16 it is still the exact MATLAB line
-    from srx4.scoring import bicubic_prediction
+    from srx4.image.scoring import bicubic_prediction
     run_script("predict.py", "--model", "bicubic", "--amp-dtype", "bf16", "--input", BENCHMARKS / "Set5" / "LR_x4",
                "--output", tmp_path / "bicubic", work=work)
     lr = read_image(BENCHMARKS / "Set5" / "LR_x4" / "butterfly.png")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import make_pairs, need_module, run_script
-from srx4.images import list_images, read_image, to_tensor, to_uint8
+from srx4.image.codec import list_images, read_image, to_tensor, to_uint8
 
 FINE_TUNE = ["--epochs", "1", "--batch-size", "4", "--patch-size", "16", "--patches-per-image", "2",
              "--device", "cpu", "--threads", "1", "--sample-every", "0", "--bn-refresh", "0"]

@@ -11,11 +11,14 @@ import pytest
 import torch
 
 from conftest import LEARNING, REPO, TINY, make_pairs, need_module, run_script
-from srx4 import gpu_memory, infer, metrics
-from srx4.archs import build_model
-from srx4.checkpoint import file_sha256, load_model, save_weights
-from srx4.engine import BatchNormGuard, train_step
-from srx4.infer import super_resolve
+from srx4.core import gpu_memory
+from srx4.predict import inference as infer
+from srx4.image import metrics
+from srx4.models import build_model
+from srx4.core.io import file_sha256
+from srx4.models.weights import load_model, save_weights
+from srx4.train.step import BatchNormGuard, train_step
+from srx4.predict.inference import super_resolve
 
 
 def torchrun(port, script, *args, tmp_path, timeout=300):
@@ -197,7 +200,7 @@ def test_onnx_runtime_without_a_cuda_provider_says_so_and_sizes_for_the_host(lea
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this ONNX Runtime has the CUDA provider")
     done = subprocess.run([sys.executable, "-c", (
-        "import torch; from srx4.onnx_model import OnnxModel; "
+        "import torch; from srx4.predict.onnx import OnnxModel; "
         f"m = OnnxModel({str(tmp_path / 'm.onnx')!r}, torch.device('cuda')); print(m.runs_on)")],
         capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     assert done.returncode == 0, done.stderr

@@ -7,8 +7,8 @@ from PIL import Image
 from skimage import data
 
 from conftest import BENCHMARKS
-from srx4.images import ImageError, read_image, write_png
-from srx4.imresize import imresize, resize_tensor, round_half_away
+from srx4.image.codec import ImageError, read_image, write_png
+from srx4.image.resize import imresize, resize_tensor, round_half_away
 
 
 def test_every_png_mode_becomes_rgb_uint8(tmp_path):

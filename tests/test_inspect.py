@@ -6,8 +6,8 @@ import os
 import stat
 
 from conftest import run_script
-from srx4.checkpoint import load_model
-from srx4.archs import count_parameters
+from srx4.models.weights import load_model
+from srx4.models import count_parameters
 
 
 def test_inspect_a_run_shows_what_it_did(learned):

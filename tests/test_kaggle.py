@@ -10,7 +10,7 @@ import sys
 import torch
 
 from conftest import REPO, TINY, make_pairs, need_module, run_script
-from srx4.submission import validate_csv
+from srx4.submit.submission import validate_csv
 
 sys.path.insert(0, str(REPO / "kernels"))
 import build  # noqa: E402
@@ -147,10 +147,10 @@ def test_ddp_two_processes_validate_like_one(tmp_path, pairs_dir, free_port):
     assert "x 2 processes" in (tmp_path / "logs/ddp/train.log").read_text()
     reported = torch.load(tmp_path / "logs/ddp/last.ckpt", weights_only=True)["best"]["psnr"]
 
-    from srx4.checkpoint import load_model
-    from srx4.dataset import ImageCache, WholeImages
-    from srx4.engine import validate
-    from srx4.pairs import load_split
+    from srx4.models.weights import load_model
+    from srx4.data.patches import ImageCache, WholeImages
+    from srx4.train.validate import validate
+    from srx4.data.pairs import load_split
     names = load_split(tmp_path / "logs/ddp/split.json")["val"]
     assert len(names) >= 2
     lr = ImageCache([str(pairs_dir / "lr" / n) for n in names], [(16, 16)] * len(names), log=print)

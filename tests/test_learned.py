@@ -71,9 +71,9 @@ def test_an_ensemble_predicts_the_mean_of_its_members(learned, tmp_path):
     scores the same ensemble; the CSV made from it is logged against both runs."""
     import numpy as np
     from conftest import TINY, make_pairs
-    from srx4.checkpoint import load_model
-    from srx4.images import read_image, to_tensor, to_uint8
-    from srx4.infer import super_resolve
+    from srx4.models.weights import load_model
+    from srx4.image.codec import read_image, to_tensor, to_uint8
+    from srx4.predict.inference import super_resolve
     work, run, test = learned
     other = make_pairs(tmp_path / "other", count=6)
     run_script("train.py", "--data", other, *TINY, "--epochs", "1", "--run", "tiny_member", work=work)

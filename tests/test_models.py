@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from srx4.infer import super_resolve
-from srx4.archs import SRCNN, SRResNet, build_model, count_parameters
+from srx4.predict.inference import super_resolve
+from srx4.models import SRCNN, SRResNet, build_model, count_parameters
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -71,7 +71,7 @@ def test_tta_is_the_mean_of_the_eight_transforms():
 
 def test_fast_inference_path_equals_the_plain_one():
     """predict.py's path (BatchNorm folded, channels-last) against the plain eager model."""
-    from srx4.infer import prepare_model
+    from srx4.predict.inference import prepare_model
     torch.manual_seed(0)
     model = SRResNet(4, num_blocks=2, channels=16)
     model.train()

@@ -7,8 +7,8 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from conftest import SHARED, TINY, make_pairs, needs_shared, run_script
-from srx4.images import read_image
-from srx4.submission import SubmissionError, validate_csv
+from srx4.image.codec import read_image
+from srx4.submit.submission import SubmissionError, validate_csv
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_evaluate_bicubic_reproduces_the_published_table(tmp_path):
 
 def test_prepare_data_makes_pairs_train_accepts(tmp_path):
     from conftest import photo_crops
-    from srx4.images import write_png
+    from srx4.image.codec import write_png
     hr_dir = tmp_path / "hr_src"
     for k, photo in enumerate(photo_crops(4, 128)):
         write_png(hr_dir / f"photo_{k}.png", photo)

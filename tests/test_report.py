@@ -8,9 +8,9 @@ import numpy as np
 
 from browser import open_page
 from conftest import BENCHMARKS, run_script
-from srx4.images import read_image, to_tensor
-from srx4.plots import comparison_strip, labelled_strip
-from srx4.report import Cases, case_crops
+from srx4.image.codec import read_image, to_tensor
+from srx4.runs.plots import comparison_strip, labelled_strip
+from srx4.runs.html import Cases, case_crops
 
 
 class Tables(HTMLParser):

@@ -9,11 +9,10 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from conftest import BENCHMARKS
-from srx4.images import read_image, to_tensor
-from srx4.imresize import _resize_axis, imresize, resize_tensor, round_half_away
-from srx4.metrics import psnr, rgb_to_y, ssim
-from srx4.scoring import (COMPETITION, PAPER, bicubic_prediction, match_channels, score_images,
-                          validation_metrics)
+from srx4.image.codec import read_image, to_tensor
+from srx4.image.resize import _resize_axis, imresize, resize_tensor, round_half_away
+from srx4.image.metrics import psnr, rgb_to_y, ssim
+from srx4.image.scoring import (COMPETITION, PAPER, bicubic_prediction, match_channels, score_images, validation_metrics)
 
 TOLERANCE = 1e-8
 
@@ -144,7 +143,7 @@ def test_upscale_convolution_equals_the_gather_form(scale):
 
 def test_bicubic_prediction_is_what_predict_writes(tmp_path):
     from conftest import run_script
-    from srx4.images import write_png
+    from srx4.image.codec import write_png
     lr = read_image(BENCHMARKS / "Set5" / "LR_x4" / "bird.png")
     write_png(tmp_path / "lr" / "bird.png", lr)
     run_script("predict.py", "--model", "bicubic", "--input", tmp_path / "lr", "--output", tmp_path / "out",
@@ -218,7 +217,7 @@ def test_validation_metrics_are_the_two_protocols_columns():
 
 
 def test_full_ycbcr_matches_scikit_image_and_inverts():
-    from srx4.metrics import rgb_to_ycbcr, ycbcr_to_rgb
+    from srx4.image.metrics import rgb_to_ycbcr, ycbcr_to_rgb
     _, hr = real_pair()
     ycbcr = rgb_to_ycbcr(t(hr)[None])[0].permute(1, 2, 0).numpy() * 255
     assert np.abs(ycbcr - rgb2ycbcr(hr)).max() < 1e-9

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import photo_crops
-from srx4.images import read_image, write_png
-from srx4.imresize import imresize
-from srx4.submission import (SubmissionError, csv_field, iter_rows, match_ids, read_sample_ids, validate_csv,
-                             write_submission)
+from srx4.image.codec import read_image, write_png
+from srx4.image.resize import imresize
+from srx4.submit.submission import (SubmissionError, csv_field, iter_rows, match_ids, read_sample_ids, validate_csv, write_submission)
 
 
 @pytest.fixture

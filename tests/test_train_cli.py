@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from conftest import REPO, TINY, make_pairs, run_script
-from srx4.images import write_png
+from srx4.image.codec import write_png
 
 
 def train(work, data, *extra, check=True):
@@ -43,7 +43,7 @@ def test_train_writes_every_artifact_and_resumes(tmp_path, pairs_dir):
     assert len((run / "metrics.csv").read_text().strip().splitlines()) == 4
 
     # the weights rebuild the model in a fresh process, with no training config
-    code = ("import sys, torch; sys.path.insert(0, 'src'); from srx4.checkpoint import load_model; "
+    code = ("import sys, torch; sys.path.insert(0, 'src'); from srx4.models.weights import load_model; "
             f"m, c = load_model(r'{run}'); print(tuple(m(torch.rand(1, 3, 8, 8)).shape), c['name'])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert "(1, 3, 32, 32) srresnet" in done.stdout
@@ -214,7 +214,7 @@ def test_weights_for_another_scale_are_refused(tmp_path, pairs_dir):
 
 
 def test_progress_off_a_terminal_is_a_plain_line_a_minute(capsys):
-    from srx4.progress import PlainProgress, progress
+    from srx4.core.progress import PlainProgress, progress
     bar = PlainProgress(range(4), desc="score", unit="img", interval=0.0)
     bar.set_postfix(loss="0.0123")
     assert list(bar) == [0, 1, 2, 3]

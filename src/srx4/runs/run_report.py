@@ -1,0 +1,126 @@
+"""What a training run shows besides its log, after each validation and at the end:
+curves.png, samples/epoch_NNN.png, the tracker (--tracker) and logs/<run>/report.html
+(at the end on every validation image, with the best weights). `RunViews` does it all
+for the trainer (main process only); a picture that fails never stops a run.
+
+`write_run_report(run_dir, cfg, rows, bicubic, model_images, bicubic_images, case_source, status)`:
+rows the metrics.csv rows, bicubic the bicubic validation means, model_images /
+bicubic_images the per-image figures from engine.validate (matched by name),
+case_source(index) -> (lr, bicubic, sr, hr) for the images shown as crops.
+"""
+import functools
+
+from srx4.image.codec import write_png
+from srx4.runs.plots import comparison_strip, curves_png, plot_curves
+from srx4.runs.html import Cases, case_crops, config_html, image_html, image_rows, table_html, write_report
+from srx4.runs.runlog import METRIC_COLUMNS
+from srx4.runs.tracking import open_tracker
+
+REPORT_NAME = "report.html"
+CASES_SHOWN = 3          # images shown as crops at each end of the gain ranking
+FIGURES = ("psnr", "ssim", "score", "psnr_y")
+
+
+def case_source(model, dataset, device, scale: int):
+    """index -> (lr, bicubic, sr, hr) float CPU tensors for one validation image, SR made
+    by `model` (the inference form validation used), bicubic by the MATLAB resize."""
+    import torch
+    from srx4.image.codec import to_float
+    from srx4.image.resize import resize_tensor
+    from srx4.predict.inference import super_resolve
+
+    @functools.lru_cache(maxsize=2 * CASES_SHOWN)
+    def source(index):
+        _, lr, hr = dataset[index]
+        lr = to_float(lr[None], device)                                      # (1, 3, h, w)
+        sr = super_resolve(model, lr, amp=False).clamp(0, 1)[0].cpu()       # (3, sh, sw)
+        bicubic = resize_tensor(lr.double(), scale)[0].float().clamp(0, 1).cpu()
+        return lr[0].cpu(), bicubic, sr, to_float(hr, torch.device("cpu"))
+    return source
+
+
+def write_run_report(run_dir, cfg: dict, rows, bicubic: dict, model_images, bicubic_images: dict, source,
+                     status: str, summary: dict = None):
+    scale = cfg["scale"]
+    names = [r["name"] for r in model_images]
+    bicubic_rows = [bicubic_images.get(n, {}) for n in names]
+    images = image_rows(names, model_images, bicubic_rows, FIGURES)
+    cases = Cases(CASES_SHOWN)
+    by_name = {r["name"]: r for r in model_images}
+    ranked = [r for r in images if r["gain (dB)"] == r["gain (dB)"]]       # those with a bicubic figure
+    low = ranked[:min(CASES_SHOWN, (len(ranked) + 1) // 2)]             # disjoint ends of the ranking
+    for sides, rows_here in ((("low",), low), (("high",), ranked[len(low):][-CASES_SHOWN:])):
+        for row in rows_here:
+            index = by_name[row["image"]]["index"]
+            cases.offer(row["image"], row["gain (dB)"],
+                        lambda focus, i=index: case_crops(*source(i), scale, focus=focus), sides=sides,
+                        PSNR=row["model psnr"], score=row["model score"])
+    last = rows[-1] if rows else {}
+    cards = [("status", status)]
+    if summary:
+        cards += [(f"best weights on {summary['checked_on']} ({summary['model']['images']} images)",
+                   f"{summary['model']['psnr']:.3f} dB ({summary['gain_db']:+.3f} vs bicubic)"),
+                  ("score (PSNR + 40 SSIM)", f"{summary['model']['score']:.3f} vs {summary['bicubic']['score']:.3f}"),
+                  ("best epoch", str(summary["best_epoch"]))]
+    elif last.get("val_psnr"):
+        cards += [("validation PSNR (this epoch)", f"{float(last['val_psnr']):.3f} dB"),
+                  ("bicubic", f"{bicubic['psnr']:.3f} dB" if bicubic else "-")]
+    if summary and summary.get("worse_than_bicubic"):
+        cards.append(("WARNING", "worse than bicubic"))
+    image_columns = ["image", "gain (dB)"] + [f"{who} {c}" for c in FIGURES for who in ("bicubic", "model")]
+    where = ("every validation image, best weights" if summary else f"the {len(names)} images scored each epoch")
+    sections = [
+        ("Curves", image_html(curves_png(rows, bicubic), "training curves")),
+        ("Epochs", '<div class="scroll">' + table_html(rows, [c for c in METRIC_COLUMNS if rows and c in rows[0]],
+                                                       formats={}) + "</div>"),
+        (f"Images, lowest gain first ({where})",
+         '<div class="scroll">' + table_html(images, image_columns, signed=("gain (dB)",), table_id="images")
+         + "</div>"),
+        ("Settings", config_html(cfg)),
+    ]
+    write_report(run_dir / REPORT_NAME, f"run {run_dir.name}", f"{run_dir}", cards, sections, cases)
+
+
+class RunViews:
+    """curves.png, the sample strips, the tracker and report.html of one run (rank 0)."""
+
+    def __init__(self, run_dir, cfg: dict, log, enabled: bool = True):
+        self.run_dir, self.cfg, self.log, self.enabled = run_dir, cfg, log, enabled
+        self.tracker = open_tracker(cfg.get("tracker", ""), run_dir, cfg) if enabled else None
+        if self.tracker:
+            log(f"tracking to {self.tracker.description}")
+
+    def epoch(self, epoch: int, row: dict, details, dataset, bicubic, bicubic_images, device):
+        """After validating epoch `epoch` (1-based): details from engine.validate (None without
+        a validation split), row the metrics.csv row just added."""
+        if not self.enabled:
+            return
+        cfg = self.cfg
+        plot_curves(self.log.rows, bicubic, self.run_dir / "curves.png")
+        first = details["first"] if details else None
+        sample = cfg["sample_every"] and epoch % cfg["sample_every"] == 0
+        strip = comparison_strip(*first, cfg["scale"]) if first is not None and (sample or self.tracker) else None
+        if sample and strip is not None:
+            write_png(self.run_dir / "samples" / f"epoch_{epoch:03d}.png", strip)
+        if self.tracker:
+            self.tracker.epoch(row, strip)
+        self._report(details, dataset, bicubic, bicubic_images, device, f"training: epoch {epoch} of {cfg['epochs']}")
+
+    def finish(self, details, dataset, bicubic, bicubic_images, device, summary: dict):
+        if not self.enabled:
+            return
+        stopped = f" ({summary['stopped']})" if summary["stopped"] else ""
+        self._report(details, dataset, bicubic, bicubic_images, device,
+                     f"finished: {summary['epochs_done']} of {self.cfg['epochs']} epochs{stopped}", summary)
+        if self.tracker:
+            self.tracker.finish(summary, self.run_dir)
+
+    def _report(self, details, dataset, bicubic, bicubic_images, device, status, summary=None):
+        if not details:
+            return
+        try:
+            source = case_source(details["model"], dataset, device, self.cfg["scale"])
+            write_run_report(self.run_dir, self.cfg, self.log.rows, bicubic, details["per_image"], bicubic_images,
+                             source, status, summary)
+        except Exception as err:        # a picture must never cost a training run
+            self.log(f"{REPORT_NAME} not written: {type(err).__name__}: {err}")
