@@ -25,8 +25,9 @@ from srx4.core import paths
 from srx4.models.weights import WeightsError
 from srx4.core.io import atomic_write_text
 from srx4.predict.onnx import load_runnable
-from srx4.core.cli import option, parse_config
-from srx4.image.codec import ImageError, list_images, read_image, to_tensor, to_uint8
+from srx4.core.errors import MissingData
+from srx4.core.cli import option, parse_config, run_main
+from srx4.image.codec import list_images, read_image, to_tensor, to_uint8
 from srx4.image.resize import imresize, modcrop
 from srx4.predict.inference import Ensemble, super_resolve
 from srx4.core.system import resolve_device
@@ -56,7 +57,7 @@ def benchmark_folder(name: str) -> Path:
         return SHIPPED_SETS / name
     if not (folder / "HR").is_dir():
         shipped = sorted(p.name for p in SHIPPED_SETS.iterdir() if (p / "HR").is_dir())
-        raise FileNotFoundError(f"{folder / 'HR'}: no HR folder (shipped sets: {', '.join(shipped)})")
+        raise MissingData(f"{folder / 'HR'}: no HR folder (shipped sets: {', '.join(shipped)})")
     return folder
 
 
@@ -112,23 +113,19 @@ def write_page(path: Path, name: str, scale: int, table: pd.DataFrame, images: p
 def main(argv=None):
     config = parse_config(EvaluateConfig, "Benchmark PSNR/SSIM on Y with border = scale.", argv)
     device = resolve_device(config.device)
-    try:
-        if not config.data:
-            raise FileNotFoundError("--data: give one or more benchmark folders (HR/ and LR_x4/), or Set5 Set14")
-        model, name, scale = None, "bicubic", config.scale
-        if config.model != "bicubic":
-            if not config.weights:
-                raise WeightsError("--weights or --model bicubic is required")
-            members = [load_runnable(w, device)[0] for w in config.weights]
-            model = members[0] if len(members) == 1 else Ensemble(members)
-            scale = model.scale
-            name = "+".join(Path(w).stem if Path(w).is_file() else Path(w).name for w in config.weights)
-        rows, cases = [], Cases(keep=3)
-        for folder in map(benchmark_folder, config.data):
-            rows += evaluate_set(model, folder, scale, device, config.tta, config.quiet, cases)
-    except (FileNotFoundError, WeightsError, ImageError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if not config.data:
+        raise MissingData("--data: give one or more benchmark folders (HR/ and LR_x4/), or Set5 Set14")
+    model, name, scale = None, "bicubic", config.scale
+    if config.model != "bicubic":
+        if not config.weights:
+            raise WeightsError("--weights or --model bicubic is required")
+        members = [load_runnable(w, device)[0] for w in config.weights]
+        model = members[0] if len(members) == 1 else Ensemble(members)
+        scale = model.scale
+        name = "+".join(Path(w).stem if Path(w).is_file() else Path(w).name for w in config.weights)
+    rows, cases = [], Cases(keep=3)
+    for folder in map(benchmark_folder, config.data):
+        rows += evaluate_set(model, folder, scale, device, config.tta, config.quiet, cases)
     images = pd.DataFrame(rows)
     if images.empty:
         print("error: no HR images in the benchmark folders", file=sys.stderr)
@@ -152,4 +149,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -21,7 +21,7 @@ import torch
 
 from srx4.core import paths
 from srx4.models.weights import WeightsError, load_model, resolve_weights
-from srx4.core.cli import option, parse_config
+from srx4.core.cli import option, parse_config, run_main
 from srx4.image.codec import ImageError, list_images, read_image, to_tensor, to_uint8
 from srx4.predict.inference import prepare_model, super_resolve
 from srx4.predict.onnx import OPSET, ExportError, OnnxModel, export_onnx, grey_level_differences
@@ -106,4 +106,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -17,7 +17,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from srx4.core.cli import option, parse_config
+from srx4.core.cli import option, parse_config, run_main
 from srx4.runs.inspect import InspectError, NotARun, describe, describe_model
 
 IGNORED_SETTINGS = {"run", "resume", "device", "workers", "threads", "cache_dir", "tracker"}
@@ -116,4 +116,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -26,7 +26,7 @@ from srx4.core import paths
 from srx4.submit import submission_log
 from srx4.core.io import file_sha256
 from srx4.submit.submission_log import weights_of
-from srx4.core.cli import option, parse_config
+from srx4.core.cli import option, parse_config, run_main
 from srx4.submit.submission import SubmissionError, write_submission
 
 
@@ -84,4 +84,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

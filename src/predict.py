@@ -33,7 +33,8 @@ import torch
 from srx4.core import paths
 from srx4.models.weights import WeightsError, resolve_weights
 from srx4.core.io import file_sha256, write_json
-from srx4.core.cli import CHANNELS_LAST_HELP, option, parse_config
+from srx4.core.errors import MissingData
+from srx4.core.cli import CHANNELS_LAST_HELP, option, parse_config, run_main
 from srx4.image.codec import ImageError, image_size, list_images, read_image, to_uint8_batch, write_png
 from srx4.image.resize import resize_tensor
 from srx4.core.system import AMP_DTYPES, resolve_device
@@ -134,11 +135,11 @@ def validation_inputs(run_dir: Path):
     """(LR folder, validation file names) of a training run, from its config.json and split.json."""
     config_path, split_path = run_dir / "config.json", run_dir / "split.json"
     if not (config_path.is_file() and split_path.is_file()):
-        raise FileNotFoundError(f"{run_dir}: no config.json and split.json (is it a training run folder?)")
+        raise MissingData(f"{run_dir}: no config.json and split.json (is it a training run folder?)")
     data = Path(json.loads(config_path.read_text())["data"])
     names = json.loads(split_path.read_text())["val"]
     if not names:
-        raise FileNotFoundError(f"{run_dir}: the run has no validation split (--val-fraction 0)")
+        raise MissingData(f"{run_dir}: the run has no validation split (--val-fraction 0)")
     return data / "lr", names
 
 
@@ -202,26 +203,22 @@ def repair_non_finite(sr, lr, names, run, amp):
 def main(argv=None):
     config = parse_config(PredictConfig, "Super-resolve test LR images to PNGs.", argv)
     device = resolve_device(config.device)
-    try:
-        model, identity, run_name = load_predictor(config, device)
-        if isinstance(model, Ensemble):
-            model = model.prepared(config.fold_bn, config.channels_last)
-        elif not isinstance(model, OnnxModel):
-            model = prepare_model(model, config.fold_bn, config.channels_last)
-        identity["tta"] = config.tta
-        if config.val_of:
-            in_dir, names = validation_inputs(Path(config.val_of))
-            out_dir = Path(config.output) if config.output else paths.submissions_dir() / run_name / "val_png"
-        else:
-            in_dir, names = Path(config.input) if config.input else paths.default_test_dir(), None
-            out_dir = Path(config.output) if config.output else paths.submissions_dir() / run_name / "png"
-        if not in_dir.is_dir():
-            raise FileNotFoundError(f"{in_dir}: input folder not found")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        check_manifest(out_dir, identity, config.overwrite)
-    except (WeightsError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    model, identity, run_name = load_predictor(config, device)
+    if isinstance(model, Ensemble):
+        model = model.prepared(config.fold_bn, config.channels_last)
+    elif not isinstance(model, OnnxModel):
+        model = prepare_model(model, config.fold_bn, config.channels_last)
+    identity["tta"] = config.tta
+    if config.val_of:
+        in_dir, names = validation_inputs(Path(config.val_of))
+        out_dir = Path(config.output) if config.output else paths.submissions_dir() / run_name / "val_png"
+    else:
+        in_dir, names = Path(config.input) if config.input else paths.default_test_dir(), None
+        out_dir = Path(config.output) if config.output else paths.submissions_dir() / run_name / "png"
+    if not in_dir.is_dir():
+        raise MissingData(f"{in_dir}: input folder not found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_manifest(out_dir, identity, config.overwrite)
     scale = model.scale
     inputs = [in_dir / n for n in names] if names is not None else list_images(in_dir)
     todo = [p for p in inputs if not is_done(out_dir / f"{p.stem}.png", p, scale)]
@@ -285,4 +282,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from srx4.core.cli import option, parse_config
+from srx4.core.cli import option, parse_config, run_main
 from srx4.image.codec import ImageError, list_images, read_image, write_png
 from srx4.image.resize import imresize, modcrop
 from srx4.core.progress import progress
@@ -98,4 +98,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -29,7 +29,7 @@ import torch
 
 from srx4.core import paths
 from srx4.core.io import atomic_write_text
-from srx4.core.cli import option, parse_config
+from srx4.core.cli import option, parse_config, run_main
 from srx4.image.codec import ImageError, list_images, read_image
 from srx4.core.system import resolve_device
 from srx4.core.progress import progress
@@ -191,4 +191,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

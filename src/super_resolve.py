@@ -18,7 +18,7 @@ import numpy as np
 from srx4.core import paths
 from srx4.models.weights import WeightsError
 from srx4.predict.onnx import load_runnable
-from srx4.core.cli import option, parse_config
+from srx4.core.cli import option, parse_config, run_main
 from srx4.image.codec import ImageError, read_image, to_tensor, to_uint8, write_png
 from srx4.image.resize import resize_tensor
 from srx4.core.system import resolve_device
@@ -65,14 +65,10 @@ def main(argv=None):
     config = parse_config(SuperResolveConfig, "Super-resolve single images.", argv, positional="images")
     device = resolve_device(config.device)
     failed = 0
-    try:
-        weights = config.weights or paths.last_run()
-        if not weights:
-            raise WeightsError("no trained weights found: pass --weights or run python src/train.py first")
-        model, _ = load_runnable(weights, device)
-    except WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    weights = config.weights or paths.last_run()
+    if not weights:
+        raise WeightsError("no trained weights found: pass --weights or run python src/train.py first")
+    model, _ = load_runnable(weights, device)
     for image_path in progress(list(map(Path, config.images)), desc="super-resolve", unit="img"):
         try:
             lr = to_tensor(read_image(image_path))[None].to(device)            # (1, 3, H, W) in [0, 1]
@@ -97,4 +93,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -229,9 +229,9 @@ def test_workers_share_the_cores_and_live_across_epochs(tmp_path):
     assert worker_count(-1, "cpu", 1, cpus=16) == 0 and worker_count(3, "cuda", 2, cpus=4) == 3
     from srx4.runs.runlog import RunLog
     from srx4.data.train_data import TrainData
-    train_cmd = __import__("train")
-    cfg = vars(train_cmd.TrainConfig(data=str(make_pairs(tmp_path / "d", count=6)), patch_size=8, batch_size=4,
-                                     workers=1, device_data="off", val_fraction=0, run="w"))
+    from srx4.train.config import TrainConfig
+    cfg = TrainConfig(data=str(make_pairs(tmp_path / "d", count=6)), patch_size=8, batch_size=4, workers=1,
+                      device_data="off", val_fraction=0, run="w")
     data = TrainData(cfg, tmp_path, RunLog(tmp_path), 0, 1, torch.device("cpu"))
     try:
         loader = data.epoch_batches(0, 0)

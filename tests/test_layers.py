@@ -70,3 +70,8 @@ def test_the_rule_is_not_vacuous():
     graph = modules()
     assert len(graph) >= 40 and sum(len(d) for d in graph.values()) >= 80
     assert "srx4.core.io" in graph["srx4.models.weights"] and "srx4.image.codec" in graph["srx4.data.cache"]
+
+
+def test_the_package_finds_the_repo_from_its_folder():
+    from srx4.core import paths
+    assert paths.REPO == REPO and (paths.REPO / "README.md").is_file()

@@ -11,6 +11,7 @@ become `--flag / --no-flag`; unknown and abbreviated flags are an error.
 """
 import argparse
 import dataclasses
+import sys
 import typing
 
 
@@ -78,3 +79,15 @@ def given_fields(config_class, argv) -> set:
     """Names of the fields this command line sets explicitly (aliases and --no-x included)."""
     actions = build_parser(config_class, "")._option_string_actions
     return {actions[a.split("=")[0]].dest for a in argv if a.split("=")[0] in actions and a.startswith("--")}
+
+
+def run_main(main, argv=None) -> int:
+    """Run an entry script's `main(argv)`: a UserError (srx4.core.errors) becomes one line
+    `error: ...` on stderr and exit code 2; any other exception is a bug and propagates
+    with its traceback."""
+    from srx4.core.errors import UserError
+    try:
+        return main(argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2

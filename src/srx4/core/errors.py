@@ -1,10 +1,23 @@
-"""Errors a user can act on: the entry scripts print them as one line naming the file or
-flag and what to do (`error: ...`, exit code 2); anything else is a bug and keeps its
-traceback."""
+"""Errors a user can act on. Every one derives from UserError; the entry scripts run
+their main through `srx4.core.cli.run_main`, which prints a UserError as one line,
+`error: <what, naming the file or flag, and the remedy>`, and exits with 2. Anything
+else is a bug and keeps its traceback (it is never turned into a quiet one-liner)."""
 
 
 class UserError(Exception):
     """A problem with the input or the settings, said in one line with its remedy."""
+
+
+class FlagError(UserError, ValueError):
+    """A flag's value that cannot be used (--ema 1.5, --grad-accum 0, ...)."""
+
+
+class DataError(UserError, ValueError):
+    """Training or test data that cannot be used (no pairs, too few, files gone)."""
+
+
+class MissingData(DataError, FileNotFoundError):
+    """A data folder or file that is not there."""
 
 
 class RunStopped(UserError, RuntimeError):

@@ -10,7 +10,7 @@ and the local writable root (default: the repo) with SRX4_WORK_DIR.
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]     # src/srx4/core/paths.py -> the repo
 
 
 def kaggle_root() -> Path:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from srx4.core.errors import FlagError
+
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """'auto' -> the GPU when there is one, else the CPU; 'cuda' -> this process's GPU."""
@@ -33,7 +35,7 @@ def autocast_dtype(device: torch.device, choice: str = "auto"):
     if device.type != "cuda":
         return None
     if choice not in AMP_DTYPES:
-        raise ValueError(f"--amp-dtype {choice!r}: expected one of {', '.join(AMP_DTYPES)}")
+        raise FlagError(f"--amp-dtype {choice!r}: expected one of {', '.join(AMP_DTYPES)}")
     if choice != "auto":
         return {"bf16": torch.bfloat16, "fp16": torch.float16}[choice]
     return amp_dtype_for(torch.cuda.get_device_capability(device))
@@ -46,7 +48,7 @@ def training_dtype(device: torch.device, choice: str = "auto"):
     if device.type == "cuda":
         return autocast_dtype(device, choice)
     if choice not in AMP_DTYPES:
-        raise ValueError(f"--amp-dtype {choice!r}: expected one of {', '.join(AMP_DTYPES)}")
+        raise FlagError(f"--amp-dtype {choice!r}: expected one of {', '.join(AMP_DTYPES)}")
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(choice)
 
 
@@ -78,7 +80,7 @@ def inference_dtype(device: torch.device, choice: str = "auto"):
     if device.type == "cuda":
         return autocast_dtype(device, choice)
     if choice not in AMP_DTYPES:
-        raise ValueError(f"--amp-dtype {choice!r}: expected one of {', '.join(AMP_DTYPES)}")
+        raise FlagError(f"--amp-dtype {choice!r}: expected one of {', '.join(AMP_DTYPES)}")
     return torch.bfloat16 if choice == "bf16" or (choice == "auto" and cpu_has_bf16()) else None
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from srx4.core.errors import UserError
 from srx4.core import paths
 from srx4.core.system import available_ram_bytes
 from srx4.image.codec import ImageError, read_image
@@ -38,7 +39,7 @@ PREFIX = "srx4-cache-"
 DISK_MARGIN = 1 << 30        # keep this much free beyond the cache itself
 
 
-class CacheError(ValueError):
+class CacheError(UserError, ValueError):
     """The cache cannot be placed or filled; the message says where and why."""
 
 

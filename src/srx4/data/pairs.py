@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from srx4.core.errors import DataError, MissingData
 from srx4.image.codec import IMAGE_SUFFIXES, ImageError, image_size
 
 SUB_IMAGE = re.compile(r"^(?P<source>.+)_s\d+$")  # 0001_s003.png: sub-image 3 of source 0001
@@ -80,7 +81,7 @@ def scan_pairs(data_dir, scale: int):
     lr_dir, hr_dir = data_dir / "lr", data_dir / "hr"
     for d in (lr_dir, hr_dir):
         if not d.is_dir():
-            raise FileNotFoundError(f"{d}: folder not found (expected {data_dir}/lr and {data_dir}/hr)")
+            raise MissingData(f"{d}: folder not found (expected {data_dir}/lr and {data_dir}/hr)")
     hygiene = Hygiene(str(data_dir))
     lr_files = _image_files(lr_dir, "lr", hygiene)
     hr_files = _image_files(hr_dir, "hr", hygiene)
@@ -145,13 +146,13 @@ def split_pairs(names, val_fraction: float, seed: int, data_dir: str = "", block
     (numpy's PCG64 stream is platform independent)."""
     names = sorted(names)
     if not names:
-        raise ValueError(f"{data_dir}: no usable image pairs")
+        raise DataError(f"{data_dir}: no usable image pairs")
     if val_fraction <= 0:
         return {"seed": seed, "val_fraction": val_fraction, "train": names, "val": []}
     group_of, block = split_groups(names, block)
     groups = sorted(set(group_of.values()))
     if len(groups) < 2:
-        raise ValueError(f"{data_dir}: {len(names)} pair(s) from {len(groups)} source image(s) is too few "
+        raise DataError(f"{data_dir}: {len(names)} pair(s) from {len(groups)} source image(s) is too few "
                          f"for a validation split; add data or use --val-fraction 0")
     order = np.random.default_rng(seed).permutation(len(groups))
     target = val_fraction * len(names)

@@ -17,7 +17,7 @@ import os
 import numpy as np
 import torch
 
-from srx4.core.errors import RunStopped
+from srx4.core.errors import DataError, MissingData, RunStopped
 from srx4.data.patches import EpochBatches, TrainPatches, WholeImages, collate_drop_none
 from srx4.data.device_patches import DevicePatches, fits, image_bytes
 from srx4.data.cache import CacheView, ImageCache
@@ -38,27 +38,27 @@ def worker_count(requested: int, device_type: str, world: int, cpus: int = None)
 
 
 class TrainData:
-    def __init__(self, cfg: dict, run_dir, log, rank: int, world: int, device, split: dict = None):
+    def __init__(self, cfg, run_dir, log, rank: int, world: int, device, split: dict = None):
         self.cfg, self.log, self.rank, self.world, self.device = cfg, log, rank, world, device
-        pairs, hygiene = scan_pairs(cfg["data"], cfg["scale"])
+        pairs, hygiene = scan_pairs(cfg.data, cfg.scale)
         by_name = {p.name: p for p in pairs}
         self.frame_size = Counter(p.lr_size for p in pairs).most_common(1)[0][0] if pairs else None  # (w, h)
         if not pairs:
             reasons = "; ".join(f"{len(v)} {k}" for k, v in sorted(hygiene.problems.items())) or "empty folders"
-            raise ValueError(f"{cfg['data']}: no usable image pairs ({reasons})")
+            raise DataError(f"{cfg.data}: no usable image pairs ({reasons})")
         if split is None:
-            split = split_pairs([p.name for p in pairs], cfg["val_fraction"], cfg["seed"], cfg["data"])
-            small = [n for n in split["train"] if min(by_name[n].lr_size) < cfg["patch_size"]]
+            split = split_pairs([p.name for p in pairs], cfg.val_fraction, cfg.seed, cfg.data)
+            small = [n for n in split["train"] if min(by_name[n].lr_size) < cfg.patch_size]
             if small:  # too small to crop a patch from: validation only
                 split["train"] = [n for n in split["train"] if n not in small]
                 split["val"] = sorted(split["val"] + small)
                 for n in small:
-                    hygiene.note(f"smaller than the {cfg['patch_size']}px patch (validation only)", n)
+                    hygiene.note(f"smaller than the {cfg.patch_size}px patch (validation only)", n)
         missing = [n for n in split["train"] + split["val"] if n not in by_name]
         if missing:
-            raise FileNotFoundError(f"{cfg['data']}: {len(missing)} files of split.json are gone, e.g. {missing[0]}")
+            raise MissingData(f"{cfg.data}: {len(missing)} files of split.json are gone, e.g. {missing[0]}")
         if not split["train"]:
-            raise ValueError(f"{cfg['data']}: no training pairs with an LR side >= patch size {cfg['patch_size']}")
+            raise DataError(f"{cfg.data}: no training pairs with an LR side >= patch size {cfg.patch_size}")
         self.split = split
         if rank == 0:
             save_split(split, run_dir / "split.json")
@@ -66,11 +66,11 @@ class TrainData:
         # one cache for every image: train LR, train HR, val LR, val HR (HR header size = scale x LR)
         names = split["train"] + split["val"]
         lr_sizes = [by_name[n].lr_size for n in names]
-        s = cfg["scale"]
+        s = cfg.scale
         cache = ImageCache([by_name[n].lr_path for n in names] + [by_name[n].hr_path for n in names],
                            lr_sizes + [(w * s, h * s) for (w, h) in lr_sizes],
-                           ram_budget=None if cfg["ram_budget_gb"] < 0 else int(cfg["ram_budget_gb"] * (1 << 30)),
-                           cache_dir=cfg["cache_dir"] or None, desc="decode", shared=world > 1,
+                           ram_budget=None if cfg.ram_budget_gb < 0 else int(cfg.ram_budget_gb * (1 << 30)),
+                           cache_dir=cfg.cache_dir or None, desc="decode", shared=world > 1,
                            builder=rank == 0, log=log)
         self.cache = cache
         t, v = len(split["train"]), len(split["val"])
@@ -87,26 +87,26 @@ class TrainData:
         log(hygiene.summary())
         log.write_hygiene(hygiene, {"split": {"train": t, "val": v}})
         log(describe_split(split))
-        self.train_set = TrainPatches(train_lr, train_hr, s, cfg["patch_size"], cfg["seed"], cfg["patches_per_image"],
-                                      cfg["colour_augment"])
+        self.train_set = TrainPatches(train_lr, train_hr, s, cfg.patch_size, cfg.seed, cfg.patches_per_image,
+                                      cfg.colour_augment)
         self.val_set = WholeImages(split["val"], val_lr, val_hr)
-        limit = cfg["val_limit"]
+        limit = cfg.val_limit
         if v and limit and limit < v:   # a fixed seeded subset, in name order (same sizes batch together)
-            chosen = np.random.default_rng([cfg["seed"], 11]).choice(v, size=limit, replace=False)
+            chosen = np.random.default_rng([cfg.seed, 11]).choice(v, size=limit, replace=False)
             self.val_subset = sorted(int(i) for i in chosen)
         else:
             self.val_subset = list(range(v))
         if v:
-            final = cfg["final_limit"]
+            final = cfg.final_limit
             if final and final < v:
-                chosen = np.random.default_rng([cfg["seed"], 12]).choice(v, size=final, replace=False)
+                chosen = np.random.default_rng([cfg.seed, 12]).choice(v, size=final, replace=False)
                 self.guard_indices = sorted(int(i) for i in chosen)
             else:
                 self.guard_indices = list(range(v))
             self.guard_set, self.guard_on = self.val_set, "validation"
         else:
             count = min(GUARD_TRAIN_IMAGES, t)
-            chosen = np.random.default_rng([cfg["seed"], 13]).choice(t, size=count, replace=False)
+            chosen = np.random.default_rng([cfg.seed, 13]).choice(t, size=count, replace=False)
             self.guard_set = WholeImages(split["train"], train_lr, train_hr)
             self.guard_indices, self.guard_on = sorted(int(i) for i in chosen), "training images (no validation split)"
         self._device_data(cfg)
@@ -115,7 +115,7 @@ class TrainData:
     def _device_data(self, cfg):
         self.device_patches = None
         nbytes = image_bytes(self.train_set)
-        if cfg["device_data"] == "on" or (cfg["device_data"] == "auto" and fits(nbytes, self.device)):
+        if cfg.device_data == "on" or (cfg.device_data == "auto" and fits(nbytes, self.device)):
             size = nbytes / 2**30
             try:
                 self.device_patches = DevicePatches(self.train_set, self.device)
@@ -129,13 +129,13 @@ class TrainData:
         """An iterable of (batch or None, dropped) for this rank, from sample `start` of `epoch`."""
         cfg = self.cfg
         if self.sampler is None:
-            self.sampler = EpochBatches(len(self.train_set), cfg["batch_size"], cfg["seed"], epoch, start,
+            self.sampler = EpochBatches(len(self.train_set), cfg.batch_size, cfg.seed, epoch, start,
                                         self.rank, self.world)
         self.sampler.set_epoch(epoch, start)
         if self.device_patches is not None:
             return (self.device_patches.batch(keys) for keys in self.sampler)
         if self._loader is None:     # built once: its workers live across epochs
-            workers = worker_count(cfg["workers"], self.device.type, self.world)
+            workers = worker_count(cfg.workers, self.device.type, self.world)
             self._loader = torch.utils.data.DataLoader(
                 self.train_set, batch_sampler=self.sampler, num_workers=workers, collate_fn=collate_drop_none,
                 pin_memory=self.device.type == "cuda", persistent_workers=workers > 0)

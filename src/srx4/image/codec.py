@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import torch
 
+from srx4.core.errors import UserError
 from srx4.core.io import atomic_write_bytes
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -24,7 +25,7 @@ cv2.setNumThreads(1)  # decoding runs in our own worker threads/processes
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """A file that is not a decodable image; the message names the file."""
 
 

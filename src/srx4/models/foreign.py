@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from srx4.core.errors import UserError
 from srx4.models.base import SRModel
 
 INSTALL = "pip install spandrel (in requirements-extras.txt; on Kaggle without internet, attach its wheel)"
 FOREIGN_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 
 
-class ForeignError(ValueError):
+class ForeignError(UserError, ValueError):
     """A one-line reason a file cannot be used as a foreign model."""
 
 

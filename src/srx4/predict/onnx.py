@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from srx4.core.errors import UserError
 from srx4.models.weights import WeightsError
 from srx4.core.io import atomic_write_bytes
 
@@ -26,7 +27,7 @@ OPSET = 17
 META_KEY = "srx4.model"
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """An export that cannot be made or does not match the torch model (one line)."""
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from srx4.core.errors import UserError
 from srx4.core import paths
 from srx4.submit import submission_log
 from srx4.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -18,7 +19,7 @@ from srx4.runs.runlog import SUMMARY_NAME
 
 
 
-class InspectError(ValueError):
+class InspectError(UserError, ValueError):
     """Something that is not a run, checkpoint or weights file of this repo (one line)."""
 
 

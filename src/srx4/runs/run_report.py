@@ -8,6 +8,7 @@ rows the metrics.csv rows, bicubic the bicubic validation means, model_images /
 bicubic_images the per-image figures from engine.validate (matched by name),
 case_source(index) -> (lr, bicubic, sr, hr) for the images shown as crops.
 """
+import dataclasses
 import functools
 
 from srx4.image.codec import write_png
@@ -39,9 +40,9 @@ def case_source(model, dataset, device, scale: int):
     return source
 
 
-def write_run_report(run_dir, cfg: dict, rows, bicubic: dict, model_images, bicubic_images: dict, source,
+def write_run_report(run_dir, cfg, rows, bicubic: dict, model_images, bicubic_images: dict, source,
                      status: str, summary: dict = None):
-    scale = cfg["scale"]
+    scale = cfg.scale
     names = [r["name"] for r in model_images]
     bicubic_rows = [bicubic_images.get(n, {}) for n in names]
     images = image_rows(names, model_images, bicubic_rows, FIGURES)
@@ -76,7 +77,7 @@ def write_run_report(run_dir, cfg: dict, rows, bicubic: dict, model_images, bicu
         (f"Images, lowest gain first ({where})",
          '<div class="scroll">' + table_html(images, image_columns, signed=("gain (dB)",), table_id="images")
          + "</div>"),
-        ("Settings", config_html(cfg)),
+        ("Settings", config_html(dataclasses.asdict(cfg))),
     ]
     write_report(run_dir / REPORT_NAME, f"run {run_dir.name}", f"{run_dir}", cards, sections, cases)
 
@@ -84,9 +85,10 @@ def write_run_report(run_dir, cfg: dict, rows, bicubic: dict, model_images, bicu
 class RunViews:
     """curves.png, the sample strips, the tracker and report.html of one run (rank 0)."""
 
-    def __init__(self, run_dir, cfg: dict, log, enabled: bool = True):
+    def __init__(self, run_dir, cfg, log, enabled: bool = True):
+        """cfg: the run's TrainConfig (srx4.train.config), read as attributes."""
         self.run_dir, self.cfg, self.log, self.enabled = run_dir, cfg, log, enabled
-        self.tracker = open_tracker(cfg.get("tracker", ""), run_dir, cfg) if enabled else None
+        self.tracker = open_tracker(cfg.tracker, run_dir, dataclasses.asdict(cfg)) if enabled else None
         if self.tracker:
             log(f"tracking to {self.tracker.description}")
 
@@ -98,20 +100,20 @@ class RunViews:
         cfg = self.cfg
         plot_curves(self.log.rows, bicubic, self.run_dir / "curves.png")
         first = details["first"] if details else None
-        sample = cfg["sample_every"] and epoch % cfg["sample_every"] == 0
-        strip = comparison_strip(*first, cfg["scale"]) if first is not None and (sample or self.tracker) else None
+        sample = cfg.sample_every and epoch % cfg.sample_every == 0
+        strip = comparison_strip(*first, cfg.scale) if first is not None and (sample or self.tracker) else None
         if sample and strip is not None:
             write_png(self.run_dir / "samples" / f"epoch_{epoch:03d}.png", strip)
         if self.tracker:
             self.tracker.epoch(row, strip)
-        self._report(details, dataset, bicubic, bicubic_images, device, f"training: epoch {epoch} of {cfg['epochs']}")
+        self._report(details, dataset, bicubic, bicubic_images, device, f"training: epoch {epoch} of {cfg.epochs}")
 
     def finish(self, details, dataset, bicubic, bicubic_images, device, summary: dict):
         if not self.enabled:
             return
         stopped = f" ({summary['stopped']})" if summary["stopped"] else ""
         self._report(details, dataset, bicubic, bicubic_images, device,
-                     f"finished: {summary['epochs_done']} of {self.cfg['epochs']} epochs{stopped}", summary)
+                     f"finished: {summary['epochs_done']} of {self.cfg.epochs} epochs{stopped}", summary)
         if self.tracker:
             self.tracker.finish(summary, self.run_dir)
 
@@ -119,7 +121,7 @@ class RunViews:
         if not details:
             return
         try:
-            source = case_source(details["model"], dataset, device, self.cfg["scale"])
+            source = case_source(details["model"], dataset, device, self.cfg.scale)
             write_run_report(self.run_dir, self.cfg, self.log.rows, bicubic, details["per_image"], bicubic_images,
                              source, status, summary)
         except Exception as err:        # a picture must never cost a training run

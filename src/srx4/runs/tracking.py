@@ -20,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from srx4.core.errors import UserError
+
 INSTALL = "pip install -r requirements-extras.txt"
 EXPERIMENT = "srx4"
 MLFLOW_RUN_FILE = "mlflow_run.json"
 
 
-class TrackerError(RuntimeError):
+class TrackerError(UserError, RuntimeError):
     """A tracker that cannot start (its package is missing): one line for the user."""
 
 

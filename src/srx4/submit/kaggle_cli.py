@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from srx4.core.errors import UserError
 
-class KaggleError(RuntimeError):
+
+class KaggleError(UserError, RuntimeError):
     """A kaggle CLI problem, said in one line."""
 
 

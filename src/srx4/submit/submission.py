@@ -11,6 +11,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from srx4.core.errors import UserError
 from srx4.image.codec import ImageError, decode_image, image_size, list_images
 from srx4.core.progress import progress
 
@@ -18,7 +19,7 @@ HEADER = ("id", "Encoded_Image")
 csv.field_size_limit(min(sys.maxsize, 2 ** 31 - 1))  # rows are megabytes long
 
 
-class SubmissionError(ValueError):
+class SubmissionError(UserError, ValueError):
     """A submission that would be wrong; the message names the file or id."""
 
 

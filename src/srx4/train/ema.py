@@ -17,11 +17,13 @@ import copy
 
 import torch
 
+from srx4.core.errors import FlagError
+
 
 class WeightAverage:
     def __init__(self, model: torch.nn.Module, decay: float, updates: int = 0):
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"--ema {decay}: the decay must be in (0, 1), or 0 for off")
+            raise FlagError(f"--ema {decay}: the decay must be in (0, 1), or 0 for off")
         self.decay, self.updates = decay, updates
         self.model = copy.deepcopy(model).eval()
         self.model.requires_grad_(False)

@@ -15,6 +15,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from srx4.core.errors import FlagError
 from srx4.image.metrics import SSIM_C1 as C1, SSIM_C2 as C2
 
 CHARBONNIER_EPS = 1e-3
@@ -54,5 +55,5 @@ LOSSES = {
 def loss_fn(name: str, ssim_weight: float = 0.1):
     """The criterion for --loss `name`: a function (sr, hr) -> scalar tensor."""
     if name not in LOSSES:
-        raise ValueError(f"--loss {name!r}: expected one of {', '.join(LOSSES)}")
+        raise FlagError(f"--loss {name!r}: expected one of {', '.join(LOSSES)}")
     return LOSSES[name](ssim_weight)
