@@ -17,6 +17,7 @@ import json
 import sys
 from dataclasses import dataclass
 
+from srx4.core.errors import FlagError
 from srx4.core.cli import option, parse_config, run_main
 from srx4.runs.inspect import InspectError, NotARun, describe, describe_model
 
@@ -89,8 +90,7 @@ def table_for(infos: list) -> str:
 def main(argv=None):
     config = parse_config(InspectConfig, "Inspect or compare training runs.", argv, positional="targets")
     if not config.targets:
-        print("error: give a run folder, a last.ckpt or a .safetensors (or several runs: logs/*)", file=sys.stderr)
-        return 2
+        raise FlagError("give a run folder, a last.ckpt or a .safetensors (or several runs: logs/*)")
     infos, failed = [], []
     for target in config.targets:
         try:
@@ -104,8 +104,7 @@ def main(argv=None):
         for message in failed:
             print(f"skipped: {message}", file=sys.stderr)
     elif failed:
-        print(f"error: {failed[0]}", file=sys.stderr)
-        return 2
+        raise InspectError(failed[0])
     if config.json:
         print(json.dumps(infos[0] if len(config.targets) == 1 else infos, indent=1, default=str))
     elif len(config.targets) == 1:

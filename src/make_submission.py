@@ -26,6 +26,7 @@ from srx4.core import paths
 from srx4.submit import submission_log
 from srx4.core.io import file_sha256
 from srx4.submit.submission_log import weights_of
+from srx4.core.errors import MissingData
 from srx4.core.cli import option, parse_config, run_main
 from srx4.submit.submission import SubmissionError, write_submission
 
@@ -49,9 +50,8 @@ def main(argv=None):
     recorded = None if config.input else paths.last_prediction()
     png_dir = Path(config.input) if config.input else (recorded[0] if recorded else None)
     if png_dir is None or not png_dir.is_dir():
-        print(f"error: {png_dir or paths.submissions_dir() / paths.LAST_PREDICTION}: no predicted PNGs; run "
-              f"python src/predict.py first, or pass --input", file=sys.stderr)
-        return 2
+        raise MissingData(f"{png_dir or paths.submissions_dir() / paths.LAST_PREDICTION}: no predicted PNGs; run "
+                          f"python src/predict.py first, or pass --input")
     print(f"reading PNGs from {png_dir}" + (f" (predicted last, with {recorded[1]})" if recorded else ""))
     sample = None if config.sample == "none" else (config.sample or paths.find_sample_submission())
     if sample:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from srx4.core import layout
 from srx4.core import paths
 from srx4.models.weights import WeightsError, resolve_weights
 from srx4.core.io import file_sha256, write_json
@@ -133,7 +134,7 @@ def warn_if_worse_than_bicubic(run_dir: Path):
 
 def validation_inputs(run_dir: Path):
     """(LR folder, validation file names) of a training run, from its config.json and split.json."""
-    config_path, split_path = run_dir / "config.json", run_dir / "split.json"
+    config_path, split_path = run_dir / layout.CONFIG, run_dir / layout.SPLIT
     if not (config_path.is_file() and split_path.is_file()):
         raise MissingData(f"{run_dir}: no config.json and split.json (is it a training run folder?)")
     data = Path(json.loads(config_path.read_text())["data"])

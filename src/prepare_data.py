@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from srx4.core.errors import MissingData
 from srx4.core.cli import option, parse_config, run_main
 from srx4.image.codec import ImageError, list_images, read_image, write_png
 from srx4.image.resize import imresize, modcrop
@@ -76,8 +77,7 @@ def main(argv=None):
     config = parse_config(PrepareConfig, "Make LR/HR pairs from HR images.", argv)
     hr_dir = Path(config.hr)
     if not hr_dir.is_dir():
-        print(f"error: {hr_dir}: HR folder not found", file=sys.stderr)
-        return 2
+        raise MissingData(f"{hr_dir}: HR folder not found")
     size = config.crop_size - config.crop_size % config.scale
     jobs = [(str(p), config.out, config.scale, size, config.step or size) for p in list_images(hr_dir)]
     written, failed, small = 0, [], []

@@ -23,6 +23,7 @@ import time
 
 import torch
 
+from srx4.core import layout
 from srx4.core import distributed, gpu_memory, paths
 from srx4.models import ARCHS
 from srx4.models.weights import WeightsError, load_model
@@ -94,7 +95,7 @@ def describe(model_config: dict) -> str:
 def free_run_name(name: str, explicit: bool) -> str:
     """Never train over an earlier run: an explicit --run that exists is an error,
     an automatic name (the demo) gets the next free suffix: demo, demo_2, ..."""
-    taken = lambda n: (paths.logs_dir() / n / "last.ckpt").exists()  # noqa: E731
+    taken = lambda n: (paths.logs_dir() / n / layout.CHECKPOINT).exists()  # noqa: E731
     if not taken(name):
         return name
     if explicit:
@@ -155,7 +156,7 @@ def main(argv=None):
         try:
             Trainer(config, device, rank, world, checkpoint).fit()
         except UserError:
-            if rank == 0 and not existed and not (run_dir / "last.ckpt").exists():
+            if rank == 0 and not existed and not (run_dir / layout.CHECKPOINT).exists():
                 shutil.rmtree(run_dir, ignore_errors=True)   # a run that never trained leaves no folder
             raise
         finished = True

@@ -10,6 +10,8 @@ and the local writable root (default: the repo) with SRX4_WORK_DIR.
 import os
 from pathlib import Path
 
+from srx4.core import layout
+
 REPO = Path(__file__).resolve().parents[3]     # src/srx4/core/paths.py -> the repo
 
 
@@ -51,12 +53,12 @@ def shipped_weights(name: str):
     if not name or "/" in name or "\\" in name or name.startswith("."):
         return None
     folder = weights_dir() / name
-    return folder if (folder / "best.safetensors").is_file() else None
+    return folder if (folder / layout.WEIGHTS).is_file() else None
 
 
 def shipped_names() -> list:
     root = weights_dir()
-    return sorted(p.name for p in root.iterdir() if (p / "best.safetensors").is_file()) if root.is_dir() else []
+    return sorted(p.name for p in root.iterdir() if (p / layout.WEIGHTS).is_file()) if root.is_dir() else []
 
 
 def demo_dir() -> Path:
@@ -127,8 +129,8 @@ def read_only(folder: Path) -> bool:
     return kaggle_input == folder or kaggle_input in folder.parents or not os.access(folder, os.W_OK)
 
 
-LAST_RUN = "last_run.json"           # logs/last_run.json: the run train.py finished last
-LAST_PREDICTION = "last_prediction.json"   # submissions/last_prediction.json: predict.py's output folder
+LAST_RUN = layout.LAST_RUN                  # logs/last_run.json: the run train.py finished last
+LAST_PREDICTION = layout.LAST_PREDICTION    # submissions/last_prediction.json: predict.py's output folder
 
 
 def _record(path: Path, entry: dict):

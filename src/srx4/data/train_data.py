@@ -17,6 +17,7 @@ import os
 import numpy as np
 import torch
 
+from srx4.core import layout
 from srx4.core.errors import DataError, MissingData, RunStopped
 from srx4.data.patches import EpochBatches, TrainPatches, WholeImages, collate_drop_none
 from srx4.data.device_patches import DevicePatches, fits, image_bytes
@@ -61,7 +62,7 @@ class TrainData:
             raise DataError(f"{cfg.data}: no training pairs with an LR side >= patch size {cfg.patch_size}")
         self.split = split
         if rank == 0:
-            save_split(split, run_dir / "split.json")
+            save_split(split, run_dir / layout.SPLIT)
 
         # one cache for every image: train LR, train HR, val LR, val HR (HR header size = scale x LR)
         names = split["train"] + split["val"]

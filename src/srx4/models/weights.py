@@ -14,13 +14,14 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save as safetensors_bytes
 
+from srx4.core import layout
 from srx4.core.errors import UserError
 from srx4.core import paths
 from srx4.core.io import atomic_write_bytes, write_json
 from srx4.models import ForeignError, build_model, load_foreign
 from srx4.models.foreign import FOREIGN_SUFFIXES
 
-WEIGHTS_NAME, MODEL_CONFIG_NAME, CHECKPOINT_NAME = "best.safetensors", "model.json", "last.ckpt"
+WEIGHTS_NAME, MODEL_CONFIG_NAME = layout.WEIGHTS, layout.MODEL_CONFIG
 
 
 class WeightsError(UserError, ValueError):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from srx4.core import layout
 from srx4.core.errors import UserError
 from srx4.core import paths
 from srx4.submit import submission_log
@@ -94,7 +95,7 @@ def _checkpoint(path: Path) -> dict:
 
 def _run_seconds(run_dir: Path) -> float:
     try:
-        with open(run_dir / "metrics.csv") as f:
+        with open(run_dir / layout.METRICS) as f:
             return round(sum(float(r["seconds"]) for r in csv.DictReader(f)), 1)
     except (OSError, KeyError, ValueError):
         return 0.0
@@ -134,8 +135,8 @@ def describe(target: str) -> dict:
     model = state.get("model_config") or _json(run_dir / MODEL_CONFIG_NAME) or {}
     parameters = sum(v.numel() for k, v in state["model"].items()
                      if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
-    split = state.get("split") or _json(run_dir / "split.json") or {}
-    hygiene = _json(run_dir / "hygiene.json") or {}
+    split = state.get("split") or _json(run_dir / layout.SPLIT) or {}
+    hygiene = _json(run_dir / layout.HYGIENE) or {}
     summary = _json(run_dir / SUMMARY_NAME)
     best = state.get("best") or {}
     select = cfg.get("select", "psnr")

@@ -11,13 +11,14 @@ case_source(index) -> (lr, bicubic, sr, hr) for the images shown as crops.
 import dataclasses
 import functools
 
+from srx4.core import layout
 from srx4.image.codec import write_png
 from srx4.runs.plots import comparison_strip, curves_png, plot_curves
 from srx4.runs.html import Cases, case_crops, config_html, image_html, image_rows, table_html, write_report
 from srx4.runs.runlog import METRIC_COLUMNS
 from srx4.runs.tracking import open_tracker
 
-REPORT_NAME = "report.html"
+REPORT_NAME = layout.REPORT
 CASES_SHOWN = 3          # images shown as crops at each end of the gain ranking
 FIGURES = ("psnr", "ssim", "score", "psnr_y")
 
@@ -98,12 +99,12 @@ class RunViews:
         if not self.enabled:
             return
         cfg = self.cfg
-        plot_curves(self.log.rows, bicubic, self.run_dir / "curves.png")
+        plot_curves(self.log.rows, bicubic, self.run_dir / layout.CURVES)
         first = details["first"] if details else None
         sample = cfg.sample_every and epoch % cfg.sample_every == 0
         strip = comparison_strip(*first, cfg.scale) if first is not None and (sample or self.tracker) else None
         if sample and strip is not None:
-            write_png(self.run_dir / "samples" / f"epoch_{epoch:03d}.png", strip)
+            write_png(self.run_dir / layout.SAMPLES / f"epoch_{epoch:03d}.png", strip)
         if self.tracker:
             self.tracker.epoch(row, strip)
         self._report(details, dataset, bicubic, bicubic_images, device, f"training: epoch {epoch} of {cfg.epochs}")

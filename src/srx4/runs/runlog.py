@@ -8,12 +8,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from srx4.core import layout
 from srx4.core.io import atomic_write_text, write_csv
 
 METRIC_COLUMNS = ["epoch", "step", "samples", "train_loss", "val_psnr", "val_psnr_y", "val_ssim", "val_score",
                   "bicubic_psnr", "bicubic_score", "learning_rate", "dropped_samples", "skipped_steps", "train_seconds",
                   "val_seconds", "seconds"]
-SUMMARY_NAME = "summary.json"   # the run's final check against bicubic; predict.py reads it
+SUMMARY_NAME = layout.SUMMARY   # the run's final check against bicubic; predict.py reads it
 
 
 def bicubic_warning(model_psnr: float, bicubic_psnr: float, checked_on: str) -> str:
@@ -39,12 +40,12 @@ class RunLog:
         if echo:
             tqdm.write(message)   # above a progress bar that is running, not through it
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.run_dir / "train.log", "a", encoding="utf-8") as f:
+        with open(self.run_dir / layout.TRAIN_LOG, "a", encoding="utf-8") as f:
             f.write("".join(f"{stamp} {line}\n" for line in message.splitlines()))
 
     def load_rows(self, source_dir):
         """Earlier rows (a resumed run), up to the checkpoint's epoch."""
-        path = Path(source_dir) / "metrics.csv"
+        path = Path(source_dir) / layout.METRICS
         if path.is_file():
             self.rows = list(csv.DictReader(io.StringIO(path.read_text())))
 
@@ -52,11 +53,11 @@ class RunLog:
         self.rows = [r for r in self.rows if int(r["epoch"]) < int(row["epoch"])] + [row]
         if not self.enabled:
             return
-        write_csv(self.run_dir / "metrics.csv", self.rows, METRIC_COLUMNS)
+        write_csv(self.run_dir / layout.METRICS, self.rows, METRIC_COLUMNS)
 
     def write_hygiene(self, hygiene, extra: dict = None):
         if not self.enabled:
             return
         report = hygiene.to_dict()
         report.update(extra or {})
-        atomic_write_text(self.run_dir / "hygiene.json", json.dumps(report, indent=1) + "\n")
+        atomic_write_text(self.run_dir / layout.HYGIENE, json.dumps(report, indent=1) + "\n")

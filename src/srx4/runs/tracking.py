@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from srx4.core import layout
 from srx4.core.errors import UserError
 
 INSTALL = "pip install -r requirements-extras.txt"
@@ -109,10 +110,10 @@ class MlflowTracker:
         for key, value in (("final_psnr", summary["model"]["psnr"]), ("final_score", summary["model"]["score"]),
                            ("final_gain_db", summary["gain_db"]), ("best_epoch", summary["best_epoch"])):
             self.client.log_metric(self.run_id, key, float(value))
-        for name in ("best.safetensors", "model.json", "summary.json", "report.html"):
+        for name in (layout.WEIGHTS, layout.MODEL_CONFIG, layout.SUMMARY, layout.REPORT):
             if (run_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(run_dir / name),
-                                         artifact_path="weights" if name in ("best.safetensors", "model.json")
+                                         artifact_path="weights" if name in (layout.WEIGHTS, layout.MODEL_CONFIG)
                                          else None)
         self.client.set_terminated(self.run_id, status="FINISHED")
 

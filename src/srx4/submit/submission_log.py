@@ -11,12 +11,13 @@ import json
 import time
 from pathlib import Path
 
+from srx4.core import layout
 from srx4.core import paths
 
-LOG_NAME = "log.csv"
+LOG_NAME = layout.SUBMISSION_LOG
 COLUMNS = ["time", "event", "csv", "sha256", "rows", "run", "run_dir", "weights", "weights_sha256", "tta",
            "png_dir", "competition", "message"]
-MANIFEST = ".srx4-weights.json"        # predict.py's record, inside each PNG folder, of the weights that wrote it
+MANIFEST = layout.PNG_MANIFEST        # predict.py's record, inside each PNG folder, of the weights that wrote it
 
 
 def log_path() -> Path:

@@ -1,0 +1,46 @@
+"""The end of a run: the best weights and bicubic scored on the guard set (every
+validation image, or some training images without a validation split), and what each
+DDP rank ended with, compared (the same folder, the same weights scored, bit-identical
+weights), so summary.json can say a model is worse than bicubic, or that ranks drifted.
+"""
+import hashlib
+
+from srx4.core import distributed
+from srx4.core.io import file_sha256
+from srx4.models import Bicubic
+from srx4.models.weights import WEIGHTS_NAME, load_model
+
+
+def final_check(score, run_dir, current_model, guard_set, guard_indices, scale: int, device):
+    """score(model, dataset, indices, desc) -> (metrics, details), the trainer's validation.
+    Returns (model metrics, bicubic metrics, the model's details, bicubic per image by name,
+    what was scored: the sha256 of best.safetensors, or "the current weights" when none)."""
+    best, scored = current_model, "the current weights"
+    if (run_dir / WEIGHTS_NAME).is_file():        # rank 0 wrote them; every rank reads them
+        best, _ = load_model(run_dir / WEIGHTS_NAME, device=device)
+        scored = file_sha256(run_dir / WEIGHTS_NAME)
+    model_metrics, details = score(best, guard_set, guard_indices, "final check")
+    bicubic, bicubic_details = score(Bicubic(scale).to(device), guard_set, guard_indices, "final check (bicubic)")
+    return model_metrics, bicubic, details, {r["name"]: r for r in bicubic_details["per_image"]}, scored
+
+
+def fingerprint(*models) -> str:
+    """The first 16 hex digits of a sha256 over the models' parameters: equal exactly when
+    the weights are bit-identical."""
+    digest = hashlib.sha256()
+    for model in models:
+        for p in model.parameters():
+            digest.update(p.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def ranks_agree(rank: int, world: int, run_dir, scored: str, models, log) -> list:
+    """Each rank's run folder, the weights its share of the final check scored and the
+    fingerprint of its `models`, gathered on every rank; a loud line when they differ."""
+    mine = {"rank": rank, "run_dir": str(run_dir), "scored": scored, "weights_fingerprint": fingerprint(*models)}
+    ranks = distributed.gather(mine, world)
+    for key in ("run_dir", "scored", "weights_fingerprint"):
+        if len({r[key] for r in ranks}) > 1:
+            log(f"WARNING: the {world} processes disagree on {key}: "
+                + ", ".join(f"rank {r['rank']} {r[key]}" for r in ranks))
+    return ranks

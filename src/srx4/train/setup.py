@@ -1,0 +1,104 @@
+"""Everything a training run steps with, built once: the model (from flags, from a
+checkpoint, or from given weights), its device, layout, DDP wrapper and compile, Adam,
+the mixed-precision dtype and GradScaler, the loss, the weight average.
+
+    parts = build_parts(cfg, device, world, checkpoint, log)
+    train_step(parts.model, parts.optimizer, parts.scaler, ..., parts.criterion, parts.amp_dtype, ...)
+"""
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+import torch
+
+from srx4.core.system import training_dtype
+from srx4.models import build_model, count_parameters, model_config_from_flags
+from srx4.models.base import checkpoint_activations
+from srx4.models.weights import load_model, load_state
+from srx4.predict.inference import supported_dtype
+from srx4.train.config import TrainConfig
+from srx4.train.ema import WeightAverage
+from srx4.train.losses import loss_fn
+from srx4.train.step import BatchNormGuard
+
+
+@dataclass
+class TrainingParts:
+    model_config: dict                   # model.json of what is trained
+    plain_model: torch.nn.Module         # the module itself (weights, BatchNorm statistics, capabilities)
+    model: torch.nn.Module               # what the step calls: DDP and/or torch.compile around plain_model
+    optimizer: torch.optim.Optimizer
+    amp_dtype: Optional[torch.dtype]     # None = fp32
+    scaler: Optional[torch.amp.GradScaler]   # fp16 only
+    bn_guard: BatchNormGuard             # puts back the statistics of a skipped step's forward
+    criterion: Callable
+    ema: Optional[WeightAverage]
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What is validated, selected and saved: the weight average when --ema is on."""
+        return self.ema.model if self.ema is not None else self.plain_model
+
+
+def initial_model(cfg: TrainConfig, checkpoint, log):
+    """(module, model config): the checkpoint's model when resuming, the given weights' with
+    --init-weights (train.py checked the flags), else the one the flags describe."""
+    if checkpoint:
+        model_config = checkpoint.get("model_config") or model_config_from_flags(asdict(cfg))
+        model = build_model(model_config, checkpoint["model"])
+        load_state(model, checkpoint["model"], cfg.resume)
+        return model, model_config
+    if cfg.init_weights:
+        model, model_config = load_model(cfg.init_weights, expect={"scale": cfg.scale})
+        log(f"initialised from {cfg.init_weights}: its model {model_config}")
+        return model.train(), model_config
+    model_config = model_config_from_flags(asdict(cfg))
+    return build_model(model_config), model_config
+
+
+def build_parts(cfg: TrainConfig, device: torch.device, world: int, checkpoint, log) -> TrainingParts:
+    torch.manual_seed(cfg.seed)
+    model, model_config = initial_model(cfg, checkpoint, log)
+    cuda = device.type == "cuda"
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = cuda and not cfg.deterministic
+    if cfg.activation_checkpointing:
+        blocks = checkpoint_activations(model)
+        log(f"activation checkpointing: {blocks} blocks recompute their activations in the backward pass"
+            if blocks else "activation checkpointing: this model names no blocks to checkpoint; off")
+    plain = model.to(device)
+    if cuda and cfg.channels_last:
+        plain = plain.to(memory_format=torch.channels_last)
+    log(f"model {model_config} ({count_parameters(plain) / 1e6:.3f} M parameters) on {device}"
+        + (f" x {world} processes" if world > 1 else ""))
+    wrapped = torch.nn.parallel.DistributedDataParallel(plain, device_ids=[device.index] if cuda else None) \
+        if world > 1 else plain
+    wrapped = torch.compile(wrapped, mode=cfg.compile_mode) if cfg.compile and cuda else wrapped
+    # fused: one kernel for the whole update on CUDA, and no host sync under the fp16 GradScaler
+    optimizer = torch.optim.Adam(plain.parameters(), lr=cfg.learning_rate, fused=cuda or None)
+    amp_dtype = training_dtype(device, cfg.amp_dtype) if cfg.amp else None
+    # ask the model itself: a DDP wrapper does not carry spandrel's supports_half
+    if amp_dtype is not None and supported_dtype(plain, amp_dtype) is None:
+        log(f"{model_config.get('architecture', cfg.model)} does not run in {amp_dtype}: fp32")
+        amp_dtype = None
+    fp16 = amp_dtype == torch.float16
+    scaler = torch.amp.GradScaler(device.type, init_scale=cfg.grad_scale_init) if fp16 else None
+    if cuda or amp_dtype is not None:
+        where = (f"compute capability {'.'.join(map(str, torch.cuda.get_device_capability(device)))}"
+                 if cuda else "CPU autocast")
+        log(f"mixed precision: {amp_dtype or 'off (fp32)'}{' with a GradScaler' if fp16 else ''} "
+            f"({where}; --amp-dtype {cfg.amp_dtype})")
+    if checkpoint:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if scaler is not None and checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
+    ema = WeightAverage(plain, cfg.ema) if cfg.ema > 0 else None
+    if ema is not None:
+        if checkpoint and checkpoint.get("ema"):
+            ema.load_state_dict(checkpoint["ema"])
+        elif checkpoint:
+            log("the checkpoint has no weight average (--ema): one starts from its weights now")
+        log(f"validating and keeping an average of the weights (--ema {cfg.ema}; the decay warms up, "
+            f"{ema.decay_now():.3f} now)")
+    return TrainingParts(model_config, plain, wrapped, optimizer, amp_dtype, scaler, BatchNormGuard(plain),
+                         loss_fn(cfg.loss, cfg.ssim_weight), ema)
