@@ -177,6 +177,7 @@ def test_sample_positions_mean_the_same_for_any_process_count():
     assert learning_rate_at(20 / b, 100, 1e-3, "cosine") == pytest.approx(learning_rate_at(5, 100, 1e-3, "cosine"))
 
 
+@pytest.mark.slow
 def test_two_ranks_resumed_in_one_process_continue_at_the_same_point(tmp_path, free_port):
     data = make_pairs(tmp_path / "data", count=8)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
@@ -300,6 +301,7 @@ def test_a_failed_run_leaves_no_folder(tmp_path):
 
 # 0a. the defaults on real competition frames -----------------------------------------------------
 @needs_shared("samples/gnr638")
+@pytest.mark.slow
 def test_defaults_on_one_real_frame_do_not_fall_below_bicubic_on_the_other(tmp_path):
     """Train with the defaults (SRResNet-16, BatchNorm, L1) for a few dozen steps on crops of
     GNR638 frame 00029 only, predict frame 00034: at or above bicubic - 0.1 dB, and not bicubic."""

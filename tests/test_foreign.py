@@ -41,6 +41,7 @@ def test_foreign_model_predicts_as_spandrel_runs_it(swinir, tmp_path):
     assert json.loads(shown)["model"]["architecture"] == "SwinIR"
 
 
+@pytest.mark.slow
 def test_fine_tune_foreign_model_then_predict_and_submit(swinir, tmp_path):
     data = make_pairs(tmp_path / "data", count=6, hr_side=64)
     clash = run_script("train.py", "--init-weights", swinir, "--data", data, "--channels", "8", *FINE_TUNE,

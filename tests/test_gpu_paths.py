@@ -32,6 +32,7 @@ def torchrun(port, script, *args, tmp_path, timeout=300):
 
 
 # 1 + 3: one clock and one run folder for all ranks -----------------------------------------------
+@pytest.mark.slow
 def test_ranks_held_apart_under_a_time_limit_share_the_folder_and_end_bit_identical(tmp_path, free_port):
     """Rank 1 leaves init 1.5 s after rank 0: a run name formatted from each rank's clock
     names two folders, and a time share read from each rank's clock gives each rank its own
@@ -209,6 +210,7 @@ def test_onnx_runtime_without_a_cuda_provider_says_so_and_sizes_for_the_host(lea
 
 
 # the fp16 rehearsal: a T4x2 run's step code on the CPU -------------------------------------------
+@pytest.mark.slow
 def test_fp16_rehearsal_two_ranks_ema_grad_accum_beats_bicubic(tmp_path, free_port):
     """--device cpu --amp-dtype fp16 runs the step code of a T4: CPU fp16 autocast and
     GradScaler("cpu"), here under 2 gloo ranks with EMA and --grad-accum 2. (SPAN: CPU fp16
@@ -233,6 +235,7 @@ def test_fp16_rehearsal_two_ranks_ema_grad_accum_beats_bicubic(tmp_path, free_po
 
 
 # the command a GPU session runs ------------------------------------------------------------------
+@pytest.mark.slow
 def test_gpu_check_dry_run_starts_every_section(tmp_path):
     """benchmarks/gpu_check.py --device cpu --dry-run: each section runs its real commands
     (train.py in fp16 / bf16 / compile modes, torchrun DDP, predict.py -> CSV, the precision

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import REPO, TINY, make_pairs, need_module, run_script
@@ -27,6 +28,7 @@ def fake_kaggle(root):
     return comp
 
 
+@pytest.mark.slow
 def test_built_kernel_runs_against_a_fake_kaggle_tree(tmp_path):
     comp = fake_kaggle(tmp_path / "kaggle")
     train_args = " ".join(TINY + ["--epochs", "1"])
@@ -178,6 +180,7 @@ def test_ddp_rank_losing_a_whole_batch_does_not_hang(tmp_path, free_port):
     assert [r["epoch"] for r in rows] == ["1", "2"] and sum(int(r["dropped_samples"]) for r in rows) > 0
 
 
+@pytest.mark.slow
 def test_time_limit_stops_cleanly_annealed_and_the_run_resumes(tmp_path, pairs_dir):
     run = tmp_path / "logs" / "tl"
     done = run_script("train.py", "--data", pairs_dir, *TINY, "--epochs", "2", "--patches-per-image", "150",

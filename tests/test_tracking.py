@@ -1,6 +1,8 @@
 """--tracker tensorboard|mlflow: what a run logs is read back with each package's own reader."""
 import csv
 
+import pytest
+
 from conftest import TINY, need_module, run_script
 
 
@@ -30,6 +32,7 @@ def test_tensorboard_holds_every_epochs_figures_the_strips_and_the_settings(tmp_
     assert "final/psnr" in hparams.Tags()["scalars"]
 
 
+@pytest.mark.slow
 def test_mlflow_run_round_trips_and_a_resume_continues_it(tmp_path, pairs_dir):
     need_module("mlflow")
     from mlflow.tracking import MlflowClient

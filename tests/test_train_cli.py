@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
@@ -73,6 +74,7 @@ def _model_state(path):
     return torch.load(path, weights_only=True)["model"]
 
 
+@pytest.mark.slow
 def test_kill_minus_9_then_resume_gives_bit_identical_weights(tmp_path):
     data = make_pairs(tmp_path / "data", count=6)
     args = ["--epochs", "2", "--patches-per-image", "60", "--checkpoint-every", "7", "--sample-every", "0"]
@@ -136,6 +138,7 @@ def hostile_folder(root):
     return folder
 
 
+@pytest.mark.slow
 def test_hostile_training_folder_is_reported_and_the_run_finishes(tmp_path):
     folder = hostile_folder(tmp_path / "data")
     out = train(tmp_path, folder, "--epochs", "2", "--run", "h", "--val-fraction", "0.3")
