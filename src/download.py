@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srx4.core.cli import option, parse_config, run_main
+from srx4.core.errors import FlagError
 from srx4.image.codec import list_images
 from srx4.submit.kaggle_cli import KaggleError, run_kaggle
 from srx4.core.progress import progress
@@ -88,18 +89,14 @@ def unzip_with_progress(archive: Path, out: Path):
 def main(argv=None):
     config = parse_config(DownloadConfig, "Download and unzip a competition's data.", argv)
     out = Path(config.out)
+    if not config.competition:
+        raise FlagError("--competition SLUG is required (the name in the competition's URL)")
+    out.mkdir(parents=True, exist_ok=True)
     try:
-        if not config.competition:
-            raise KaggleError("--competition SLUG is required (the name in the competition's URL)")
-        out.mkdir(parents=True, exist_ok=True)
-        try:
-            total = listed_bytes(run_kaggle(["competitions", "files", "-c", config.competition], timeout=120))
-        except KaggleError:
-            total = None               # the listing is only for the ETA
-        print(download_with_progress(config.competition, out, total))
-    except KaggleError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        total = listed_bytes(run_kaggle(["competitions", "files", "-c", config.competition], timeout=120))
+    except KaggleError:
+        total = None               # the listing is only for the ETA
+    print(download_with_progress(config.competition, out, total))
     for archive in sorted(out.glob("*.zip")):
         unzip_with_progress(archive, out)
         print(f"unzipped {archive.name}")

@@ -128,8 +128,7 @@ def main(argv=None):
         rows += evaluate_set(model, folder, scale, device, config.tta, config.quiet, cases)
     images = pd.DataFrame(rows)
     if images.empty:
-        print("error: no HR images in the benchmark folders", file=sys.stderr)
-        return 2
+        raise MissingData(f"no HR images in {', '.join(config.data)}")
     images["model"] = images["model"].replace({"model": name})
     table = (images.groupby(["set", "model"], sort=False)
              .agg(images=("image", "size"), psnr_y=("psnr_y", "mean"), ssim_y=("ssim_y", "mean")).reset_index())

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from srx4.core import paths
+from srx4.core.errors import MissingData
 from srx4.models.weights import WeightsError, load_model, resolve_weights
 from srx4.core.cli import option, parse_config, run_main
 from srx4.image.codec import ImageError, list_images, read_image, to_tensor, to_uint8
@@ -67,40 +68,34 @@ def default_output(weights: Path) -> Path:
 
 def main(argv=None):
     config = parse_config(ExportConfig, "Export weights to ONNX, checked against torch.", argv)
-    try:
-        weights = config.weights or paths.last_run()
-        if not weights:
-            raise WeightsError("no trained weights found: pass --weights or run python src/train.py first")
-        weights = resolve_weights(weights)
-        model, model_config = load_model(weights)
-        fast = prepare_model(model, fold_bn=True, channels_last=False)
-        out = Path(config.onnx) if config.onnx else default_output(weights)
-        export_onnx(fast, model_config, out, config.opset)
-        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, opset {config.opset}) from {weights}")
-        if config.check_on == ["none"]:
-            print("not checked against torch (--check-on none)")
-            return 0
-        exported = OnnxModel(out)
-        folders = [Path(f) for f in config.check_on] or CHECK_SETS
-        for folder in folders:
-            if not folder.is_dir():
-                raise FileNotFoundError(f"{folder}: no such folder of check images")
-        with torch.inference_mode():
-            result = check_export(fast, exported, folders, config.quiet)
-    except (WeightsError, ExportError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2 if not isinstance(err, ExportError) else 1
+    weights = config.weights or paths.last_run()
+    if not weights:
+        raise WeightsError("no trained weights found: pass --weights or run python src/train.py first")
+    weights = resolve_weights(weights)
+    model, model_config = load_model(weights)
+    fast = prepare_model(model, fold_bn=True, channels_last=False)
+    out = Path(config.onnx) if config.onnx else default_output(weights)
+    export_onnx(fast, model_config, out, config.opset)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, opset {config.opset}) from {weights}")
+    if config.check_on == ["none"]:
+        print("not checked against torch (--check-on none)")
+        return 0
+    exported = OnnxModel(out)
+    folders = [Path(f) for f in config.check_on] or CHECK_SETS
+    for folder in folders:
+        if not folder.is_dir():
+            raise MissingData(f"{folder}: no such folder of check images")
+    with torch.inference_mode():
+        result = check_export(fast, exported, folders, config.quiet)
     if result["unreadable"]:
         print(f"check images left out (unreadable): {', '.join(result['unreadable'])}")
     if not result["images"]:
-        print("error: no readable check images: the export is not verified", file=sys.stderr)
-        return 1
+        raise ExportError(f"no readable check images in {', '.join(map(str, folders))}: {out} is not verified")
     summary = (f"{result['images']} images, ONNX Runtime vs torch: max {result['max']} grey level(s), "
                f"{100 * result['share_equal']:.3f}% of values equal, {100 * result['share_within_1']:.4f}% within 1")
     if result["max"] > 1:
         out.unlink()
-        print(f"error: the export differs from torch ({summary}): {out} removed", file=sys.stderr)
-        return 1
+        raise ExportError(f"the export differs from torch ({summary}): {out} removed")
     print(f"checked on {summary}")
     return 0
 

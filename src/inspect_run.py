@@ -15,11 +15,11 @@ Out: for one: the model and its parameter count, the training settings, epoch an
 """
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from srx4.core.errors import FlagError
 from srx4.core.cli import option, parse_config, run_main
-from srx4.runs.inspect import InspectError, NotARun, describe, describe_model
+from srx4.train.inspect import InspectError, NotARun, describe, describe_model
 
 IGNORED_SETTINGS = {"run", "resume", "device", "workers", "threads", "cache_dir", "tracker"}
 
@@ -56,30 +56,31 @@ def text_for(info: dict) -> str:
         lines.append("final check: not yet (the run has not finished)")
     hygiene = info["hygiene"]
     problems = ", ".join(f"{n} {k}" for k, n in hygiene["problems"].items()) or "none"
-    lines.append(f"data: {cfg.get('data')}: {hygiene['used']} pairs used, left out: {problems}; split "
-                 f"{info['split']['train']} train / {info['split']['val']} val (seed {cfg.get('seed')})")
+    lines.append(f"data: {cfg.data}: {hygiene['used']} pairs used, left out: {problems}; split "
+                 f"{info['split']['train']} train / {info['split']['val']} val (seed {cfg.seed})")
     lines.append(f"resumable: {info['resumable']}")
     subs = info["submissions"]
     lines.append(f"submissions: {subs['csvs']} CSV(s) made, {len(subs['submitted'])} submitted"
                  + "".join(f"\n  - {m}" for m in subs["submitted"]))
-    lines.append("settings: " + " ".join(f"{k}={v}" for k, v in cfg.items() if v not in ("", None)))
+    lines.append("settings: " + " ".join(f"{k}={v}" for k, v in asdict(cfg).items() if v not in ("", None)))
     return "\n".join(lines)
 
 
 def table_for(infos: list) -> str:
     """Markdown table of runs: figures, time, and the settings that differ."""
     runs = [i for i in infos if i["kind"] == "run"]
-    keys = sorted({k for i in runs for k in i["train_config"]} - IGNORED_SETTINGS)
-    differ = [k for k in keys if len({json.dumps(i["train_config"].get(k)) for i in runs}) > 1]
+    settings = [asdict(i["train_config"]) for i in runs]               # TrainConfig, one per run
+    keys = sorted({k for s in settings for k in s} - IGNORED_SETTINGS)
+    differ = [k for k in keys if len({json.dumps(s.get(k)) for s in settings}) > 1]
     head = ["run", "model", "M params", "epochs", "best PSNR", "best score", "vs bicubic (dB)", "minutes",
             "submitted"] + differ
     rows = []
-    for i in runs:
+    for i, setting in zip(runs, settings):
         gain = i["final"]["gain_db"] if i["final"] else None
         rows.append([i["run"], i["model"].get("name", "?"), f"{i['parameters'] / 1e6:.3f}",
                      f"{i['epoch']}/{i['epochs']}", figure(i["best"]["psnr"]), figure(i["best"]["score"]),
                      figure(gain, "+.3f"), f"{i['seconds'] / 60:.1f}", str(len(i["submissions"]["submitted"]))]
-                    + [str(i["train_config"].get(k)) for k in differ])
+                    + [str(setting.get(k)) for k in differ])
     rows.sort(key=lambda r: -float(r[4]) if r[4] != "-" else 0)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -106,7 +107,8 @@ def main(argv=None):
     elif failed:
         raise InspectError(failed[0])
     if config.json:
-        print(json.dumps(infos[0] if len(config.targets) == 1 else infos, indent=1, default=str))
+        plain = [{**i, "train_config": asdict(i["train_config"])} if i["kind"] == "run" else i for i in infos]
+        print(json.dumps(plain[0] if len(config.targets) == 1 else plain, indent=1, default=str))
     elif len(config.targets) == 1:
         print(text_for(infos[0]))
     else:

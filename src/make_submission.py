@@ -63,8 +63,7 @@ def main(argv=None):
         rows, missing = write_submission(png_dir, lr_dir, out_csv, config.scale, sample,
                                          config.allow_missing, config.workers or None)
     except (SubmissionError, FileNotFoundError) as err:
-        print(f"error: {err} (nothing written; --allow-missing writes the valid rows)", file=sys.stderr)
-        return 1
+        raise SubmissionError(f"{err} (nothing written; --allow-missing writes the valid rows)") from None
     size_mb = out_csv.stat().st_size / 1e6
     print(f"wrote {out_csv}: {rows} rows, {size_mb:.1f} MB, in {time.time() - started:.1f}s")
     made_by = weights_of(png_dir)

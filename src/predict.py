@@ -34,7 +34,7 @@ from srx4.core import layout
 from srx4.core import paths
 from srx4.models.weights import WeightsError, resolve_weights
 from srx4.core.io import file_sha256, write_json
-from srx4.core.errors import MissingData
+from srx4.core.errors import JobFailed, MissingData
 from srx4.core.cli import CHANNELS_LAST_HELP, option, parse_config, run_main
 from srx4.image.codec import ImageError, image_size, list_images, read_image, to_uint8_batch, write_png
 from srx4.image.resize import resize_tensor
@@ -276,9 +276,8 @@ def main(argv=None):
     if not config.val_of:
         paths.record_last_prediction(out_dir, identity.get("weights", identity.get("model", "")))
     if failed:
-        print(f"error: {len(failed)} input(s) not predicted (unreadable, or the model's output not finite): "
-              f"{', '.join(p.name for p in failed[:5])}", file=sys.stderr)
-        return 1
+        raise JobFailed(f"{len(failed)} input(s) not predicted (unreadable, or the model's output not finite): "
+                        f"{', '.join(p.name for p in failed[:5])}")
     return 0
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from srx4.core import paths
+from srx4.core.errors import JobFailed
 from srx4.core.io import atomic_write_text
 from srx4.core.cli import option, parse_config, run_main
 from srx4.image.codec import ImageError, list_images, read_image
@@ -174,12 +175,10 @@ def main(argv=None):
             rows.append(row)
             bar.update()
         bar.close()
-    except (FileNotFoundError, ImageError, SubmissionError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except (FileNotFoundError, ImageError) as err:      # mid-run: the scores so far are not a result
+        raise JobFailed(str(err)) from None
     if not rows:
-        print(f"error: {source}: no predictions to score", file=sys.stderr)
-        return 1
+        raise JobFailed(f"{source}: no predictions to score")
     table = pd.DataFrame(rows)
     print("\n".join(summary_lines(table, protocols, scale)))
     out = Path(config.output) if config.output else source.parent / f"{source.stem}_scores.csv"

@@ -16,9 +16,10 @@ from pathlib import Path
 from srx4.core import paths
 from srx4.submit import submission_log
 from srx4.core.io import file_sha256
+from srx4.core.errors import FlagError, MissingData
 from srx4.core.cli import option, parse_config, run_main
-from srx4.submit.kaggle_cli import KaggleError, run_kaggle
-from srx4.submit.submission import SubmissionError, validate_csv
+from srx4.submit.kaggle_cli import run_kaggle
+from srx4.submit.submission import validate_csv
 
 
 @dataclass
@@ -34,32 +35,28 @@ class SubmitConfig:
 def main(argv=None):
     config = parse_config(SubmitConfig, "Validate and upload a submission CSV.", argv)
     csv_path = Path(config.csv) if config.csv else paths.submission_csv()
-    try:
-        if not config.competition:
-            raise KaggleError("--competition SLUG is required (the name in the competition's URL)")
-        if not csv_path.is_file():
-            raise FileNotFoundError(f"{csv_path}: no such CSV; run python src/make_submission.py first")
-        if not config.skip_validation:
-            lr_dir = Path(config.lr_dir) if config.lr_dir else paths.default_test_dir()
-            rows = validate_csv(csv_path, lr_dir, config.scale)
-            print(f"{csv_path}: {rows} valid rows")
-        digest = file_sha256(csv_path)
-        made = submission_log.entry_for(csv_path, digest)
-        message = config.message
-        if made and made.get("run"):
-            message = f"{message} [run {made['run']}" + (", tta" if made.get("tta") == "True" else "") + "]"
-        else:
-            print(f"note: {csv_path} is not in {submission_log.log_path()} with these bytes: the upload cannot "
-                  f"be traced to a run (write it with make_submission.py)", file=sys.stderr)
-        print(run_kaggle(["competitions", "submit", config.competition, "-f", str(csv_path), "-m", message]))
-        submission_log.append_entry(event="submitted", csv=csv_path.resolve(), sha256=digest,
-                                    competition=config.competition, message=message,
-                                    **{k: (made or {}).get(k, "") for k in ("rows", "run", "run_dir", "weights",
-                                                                            "weights_sha256", "tta", "png_dir")})
-        print(f"recorded in {submission_log.log_path()}")
-    except (KaggleError, SubmissionError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if not config.competition:
+        raise FlagError("--competition SLUG is required (the name in the competition's URL)")
+    if not csv_path.is_file():
+        raise MissingData(f"{csv_path}: no such CSV; run python src/make_submission.py first")
+    if not config.skip_validation:
+        lr_dir = Path(config.lr_dir) if config.lr_dir else paths.default_test_dir()
+        rows = validate_csv(csv_path, lr_dir, config.scale)
+        print(f"{csv_path}: {rows} valid rows")
+    digest = file_sha256(csv_path)
+    made = submission_log.entry_for(csv_path, digest)
+    message = config.message
+    if made and made.get("run"):
+        message = f"{message} [run {made['run']}" + (", tta" if made.get("tta") == "True" else "") + "]"
+    else:
+        print(f"note: {csv_path} is not in {submission_log.log_path()} with these bytes: the upload cannot "
+              f"be traced to a run (write it with make_submission.py)", file=sys.stderr)
+    print(run_kaggle(["competitions", "submit", config.competition, "-f", str(csv_path), "-m", message]))
+    submission_log.append_entry(event="submitted", csv=csv_path.resolve(), sha256=digest,
+                                competition=config.competition, message=message,
+                                **{k: (made or {}).get(k, "") for k in ("rows", "run", "run_dir", "weights",
+                                                                        "weights_sha256", "tta", "png_dir")})
+    print(f"recorded in {submission_log.log_path()}")
     return 0
 
 

@@ -88,7 +88,7 @@ def adopt_init_weights(config: TrainConfig, given_flags: set) -> TrainConfig:
 
 
 def describe(model_config: dict) -> str:
-    from srx4.runs.inspect import describe_model
+    from srx4.train.inspect import describe_model
     return describe_model(model_config)
 
 

@@ -6,8 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
+# Under pytest-xdist (pytest.ini: -n auto) each worker, and every script it runs, gets its
+# share of the cores: two workers on 2 cores with 2 threads each would oversubscribe them.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1)
+                                                     // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+import numpy as np  # noqa: E402 (after the thread count, which torch reads at import)
+import pytest  # noqa: E402
 
 from srx4.image.codec import read_image, write_png
 from srx4.image.resize import imresize
@@ -121,6 +127,12 @@ def learned(tmp_path_factory):
     data = make_pairs(work / "data" / "train", count=20, hr_side=128)
     run_script("train.py", "--data", data, *LEARNING, "--run", "learned", work=work)
     return work, work / "logs" / "learned", held_out_pairs(work / "data" / "test")
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core, at most 4 (the end-to-end tests each run a training
+    subprocess; more workers than that contend for memory bandwidth more than they gain)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @pytest.fixture

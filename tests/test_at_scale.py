@@ -122,10 +122,10 @@ def test_batched_validation_equals_per_image_and_float32_metrics_float64(tmp_pat
     torch.manual_seed(0)
     model = SRResNet(4, 1, 8, bicubic_residual=True)
     torch.nn.init.normal_(model.tail.weight, std=0.01)               # a model that is not bicubic
-    one, _ = validate(model, val, torch.device("cpu"), 4, indices=[0, 2, 4], batch_size=1)
-    batched, _ = validate(model, val, torch.device("cpu"), 4, indices=[0, 2, 4], batch_size=3)
-    assert one["images"] == batched["images"] == 3
-    assert all(abs(one[k] - batched[k]) < 1e-4 for k in ("psnr", "psnr_y", "ssim", "score"))   # float32 sums
+    one = validate(model, val, torch.device("cpu"), 4, indices=[0, 2, 4], batch_size=1)
+    batched = validate(model, val, torch.device("cpu"), 4, indices=[0, 2, 4], batch_size=3)
+    assert one.images == batched.images == 3 and len(one.per_image) == 3
+    assert all(abs(one.figure(k) - batched.figure(k)) < 1e-4 for k in ("psnr", "psnr_y", "ssim", "score"))
     assert [len(b) for b in size_batches(range(5), lambda i: (1,) if i < 3 else (2,), 2)] == [2, 1, 2]
     sr, hr = (torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(k)) for k in (1, 2))
     f64, f32 = validation_metrics(sr, hr, 4, torch.float64), validation_metrics(sr, hr, 4, torch.float32)

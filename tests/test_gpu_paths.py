@@ -138,8 +138,7 @@ class OutOfMemoryAbove(torch.nn.Module):
     def __init__(self, model, side):
         super().__init__()
         self.model, self.side, self.calls = model, side, 0
-        self.scale, self.receptive_radius = model.scale, model.receptive_radius
-        self.bytes_per_lr_pixel, self.size_multiple = model.bytes_per_lr_pixel, 1
+        self.spec = model.spec
 
     def forward(self, x):
         self.calls += 1

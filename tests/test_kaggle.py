@@ -158,8 +158,8 @@ def test_ddp_two_processes_validate_like_one(tmp_path, pairs_dir, free_port):
     lr = ImageCache([str(pairs_dir / "lr" / n) for n in names], [(16, 16)] * len(names), log=print)
     hr = ImageCache([str(pairs_dir / "hr" / n) for n in names], [(64, 64)] * len(names), log=print)
     model, _ = load_model(tmp_path / "logs/ddp")
-    single, _ = validate(model, WholeImages(names, lr, hr), torch.device("cpu"), 4)
-    assert abs(single["psnr"] - reported) < 1e-6
+    single = validate(model, WholeImages(names, lr, hr), torch.device("cpu"), 4)
+    assert abs(single.psnr - reported) < 1e-6
 
 
 def test_ddp_rank_losing_a_whole_batch_does_not_hang(tmp_path, free_port):

@@ -83,11 +83,11 @@ def given_fields(config_class, argv) -> set:
 
 def run_main(main, argv=None) -> int:
     """Run an entry script's `main(argv)`: a UserError (srx4.core.errors) becomes one line
-    `error: ...` on stderr and exit code 2; any other exception is a bug and propagates
-    with its traceback."""
+    `error: ...` on stderr and its exit code (2: unusable input or settings, 1: the job's
+    result refused); any other exception is a bug and propagates with its traceback."""
     from srx4.core.errors import UserError
     try:
         return main(argv)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
+        return err.exit_code

@@ -23,7 +23,8 @@ PSNR is capped at 100 dB (identical images would give inf).
 The bicubic line: `bicubic_prediction` is MATLAB bicubic upsampling rounded to
 8 bits, i.e. exactly what `predict.py --model bicubic` writes as PNG.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
@@ -120,6 +121,36 @@ def bicubic_prediction(lr: np.ndarray, scale: int, device="cpu") -> np.ndarray:
 # What validation records per image: the competition's three columns and the papers' PSNR
 # (the Gaussian SSIM is left to evaluate.py: validation stays cheap).
 VALIDATION_COLUMNS = ("psnr", "psnr_y", "ssim", "score")
+
+
+@dataclass
+class Validation:
+    """One validation pass over a set of images (srx4.train.validate): the mean of each
+    `VALIDATION_COLUMNS` figure, the images scored and left out, every image's figures,
+    and what the run's pictures and report are drawn from."""
+    psnr: float                 # RGB PSNR, dB, mean over images (the competition's)
+    psnr_y: float               # Y (BT.601) PSNR with `scale` px shaved (the papers')
+    ssim: float                 # RGB SSIM, scikit-image's window (the competition's)
+    score: float                # psnr + 40 ssim (GNR638's leaderboard figure)
+    images: int                 # images scored (all ranks)
+    dropped: int                # images that failed to decode, left out
+    per_image: list = field(default_factory=list)   # [{"index", "name", psnr, psnr_y, ssim, score}], all ranks
+    first: Optional[tuple] = None   # rank 0: the first image's (lr, sr, hr) on the CPU, for pictures
+    model: object = None        # the inference form that was scored (for the report's crops)
+
+    def figure(self, column: str) -> float:
+        """One of VALIDATION_COLUMNS by name (what --select names)."""
+        if column not in VALIDATION_COLUMNS:
+            raise KeyError(f"{column} is not one of {VALIDATION_COLUMNS}")
+        return getattr(self, column)
+
+    def figures(self) -> dict:
+        """The means with images and dropped: what last.ckpt and summary.json keep."""
+        return {**{c: getattr(self, c) for c in VALIDATION_COLUMNS}, "images": self.images, "dropped": self.dropped}
+
+    def by_name(self) -> dict:
+        """Image name -> that image's figures (the report compares model and bicubic per image)."""
+        return {row["name"]: row for row in self.per_image}
 
 
 def validation_metrics(sr, hr, scale: int, dtype=torch.float32) -> torch.Tensor:

@@ -15,8 +15,13 @@ returns SR (N, 3, s*H, s*W), unclamped in training (predict.py clamps), and has:
     checkpoint_blocks()   the repeated blocks activation checkpointing wraps
     inference_parameters()  parameters of the inference form (fewer where weights are re-parameterised)
 
-`ARCHS` in srx4.models lists the classes.
+`ARCHS` in srx4.models lists the classes. What inference reads of any runnable
+model (an SRModel, an ONNX Runtime session, an ensemble) is its `spec`: one
+`ModelSpec`.
 """
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 import torch.utils.checkpoint
 from torch import nn
@@ -24,11 +29,27 @@ from torch import nn
 from srx4.image.resize import BicubicUpscale
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """What tiling, precision and memory choices need to know of a model, in one place."""
+    scale: int
+    receptive_radius: float         # LR px of context per output px: tiles overlap by it
+    bytes_per_lr_pixel: int         # peak activation bytes per LR pixel of one image
+    size_multiple: int = 1          # input sides padded / tiled to a multiple of this
+    supports_half: bool = True      # runs in fp16 (spandrel's transformers do not)
+    supports_bfloat16: bool = True
+    channels_last: bool = False     # wants channels-last inputs (its inference form, prepare_model)
+    runs_on: Optional[str] = None   # the device it really runs on when not its inputs' (ONNX Runtime)
+
+
 class SRModel(nn.Module):
     name = ""
     demo_preset: dict = {}
     train_flags: tuple = ()     # train.py flags that are constructor options of the same name
     size_multiple = 1
+    supports_half = True
+    supports_bfloat16 = True
+    channels_last = False       # set by srx4.predict.inference.prepare_model
 
     def __init__(self, scale: int):
         super().__init__()
@@ -43,6 +64,11 @@ class SRModel(nn.Module):
 
     def config(self) -> dict:
         return dict(self._config)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec(self.scale, float(self.receptive_radius), int(self.bytes_per_lr_pixel), int(self.size_multiple),
+                         bool(self.supports_half), bool(self.supports_bfloat16), bool(self.channels_last))
 
     def checkpoint_blocks(self) -> list:
         return []

@@ -17,6 +17,7 @@ from torch import nn
 
 from srx4.core import gpu_memory
 from srx4.core.system import inference_dtype
+from srx4.models.base import ModelSpec
 
 
 def memory_budget(device: torch.device) -> int:
@@ -33,16 +34,16 @@ def memory_budget(device: torch.device) -> int:
 _tiles_that_fit = {}
 
 
-def auto_tile(model, height: int, width: int, batch: int, device) -> int:
+def auto_tile(spec: ModelSpec, height: int, width: int, batch: int, device) -> int:
     """LR tile side (0 = whole image) so one forward fits the memory budget of the device
     the model runs on (an ONNX Runtime session on the CPU: host RAM, whatever `device`)."""
-    device = torch.device(getattr(model, "runs_on", device))
-    per_pixel = model.bytes_per_lr_pixel            # declared by each model (srx4.models.base)
+    device = torch.device(spec.runs_on or device)
+    per_pixel = spec.bytes_per_lr_pixel            # declared by each model (srx4.models.base)
     pixels = memory_budget(device) // max(per_pixel, 1) // max(batch, 1)
     remembered = _tiles_that_fit.get((str(device), per_pixel, batch))
     if height * width <= pixels and not (remembered and max(height, width) > remembered):
         return 0
-    multiple = max(8, getattr(model, "size_multiple", 1))
+    multiple = max(8, spec.size_multiple)
     tile = max(32, int(math.sqrt(pixels)) // multiple * multiple)
     return min(tile, remembered) if remembered else tile
 
@@ -83,16 +84,18 @@ class Ensemble:
     own inference form."""
 
     def __init__(self, members):
-        scales = {m.scale for m in members}
+        specs = [m.spec for m in members]
+        scales = {s.scale for s in specs}
         if len(scales) > 1:
             raise ValueError(f"an ensemble needs one scale, got {sorted(scales)}")
         self.members = list(members)
-        self.scale = members[0].scale
-        self.receptive_radius = max(m.receptive_radius for m in members)
-        self.bytes_per_lr_pixel = max(m.bytes_per_lr_pixel for m in members)
-        self.size_multiple = math.lcm(*(getattr(m, "size_multiple", 1) for m in members))
-        self.supports_half = all(getattr(m, "supports_half", True) for m in members)
-        self.supports_bfloat16 = all(getattr(m, "supports_bfloat16", True) for m in members)
+        places = {s.runs_on for s in specs}
+        self.spec = ModelSpec(specs[0].scale, max(s.receptive_radius for s in specs),
+                              max(s.bytes_per_lr_pixel for s in specs), math.lcm(*(s.size_multiple for s in specs)),
+                              all(s.supports_half for s in specs), all(s.supports_bfloat16 for s in specs),
+                              channels_last=False,            # each member gets its own layout
+                              runs_on=places.pop() if len(places) == 1 else None)
+        self.scale = self.spec.scale
 
     def prepared(self, fold_bn: bool = True, channels_last: bool = True):
         """The ensemble of the members' inference forms (torch members; others as they are)."""
@@ -105,24 +108,24 @@ class Ensemble:
     def __call__(self, lr):
         total = None
         for member in self.members:
-            x = lr.contiguous(memory_format=torch.channels_last) if getattr(member, "channels_last", False) else lr
+            x = lr.contiguous(memory_format=torch.channels_last) if member.spec.channels_last else lr
             out = member(x).float()
             total = out if total is None else total + out
         return total / len(self.members)
 
 
-def supported_dtype(model, dtype):
+def supported_dtype(spec: ModelSpec, dtype):
     """`dtype`, or None (fp32) where the model says it does not run in it (foreign models:
     SwinIR, HAT, ... are not fp16-safe)."""
-    if dtype == torch.float16 and not getattr(model, "supports_half", True):
+    if dtype == torch.float16 and not spec.supports_half:
         return None
-    if dtype == torch.bfloat16 and not getattr(model, "supports_bfloat16", True):
+    if dtype == torch.bfloat16 and not spec.supports_bfloat16:
         return None
     return dtype
 
 
 def _forward(model, lr, amp_dtype):
-    if getattr(model, "channels_last", False):
+    if model.spec.channels_last:
         lr = lr.contiguous(memory_format=torch.channels_last)
     if amp_dtype is not None:
         with torch.autocast(lr.device.type, dtype=amp_dtype):
@@ -154,11 +157,12 @@ def super_resolve(model, lr, tile: int = None, amp: bool = True, tta: bool = Fal
 
     tile: LR tile side; None = automatic, 0 = whole image. amp: autocast in `amp_dtype`
     (auto, bf16 or fp16; see `inference_dtype`: on a CPU only bf16, where it is native)."""
-    scale = model.scale
-    overlap = int(math.ceil(model.receptive_radius)) + 2
-    amp_dtype = supported_dtype(model, inference_dtype(lr.device, amp_dtype) if amp else None)
+    spec = model.spec              # (srx4.models.base.ModelSpec)
+    scale = spec.scale
+    overlap = int(math.ceil(spec.receptive_radius)) + 2
+    amp_dtype = supported_dtype(spec, inference_dtype(lr.device, amp_dtype) if amp else None)
     if tile is None:
-        tile = auto_tile(model, lr.shape[2], lr.shape[3], lr.shape[0], lr.device)
+        tile = auto_tile(spec, lr.shape[2], lr.shape[3], lr.shape[0], lr.device)
 
     def run(x, tile):
         if tile and (x.shape[2] > tile or x.shape[3] > tile):
@@ -171,7 +175,7 @@ def super_resolve(model, lr, tile: int = None, amp: bool = True, tta: bool = Fal
             try:
                 out = run(x, size)
                 if failed:      # remember what fitted: the next image starts there
-                    key = (str(torch.device(getattr(model, "runs_on", x.device))), model.bytes_per_lr_pixel, x.shape[0])
+                    key = (str(torch.device(spec.runs_on or x.device)), spec.bytes_per_lr_pixel, x.shape[0])
                     _tiles_that_fit[key] = size or max(x.shape[2], x.shape[3])
                 return out
             except torch.cuda.OutOfMemoryError:      # torch.OutOfMemoryError needs torch 2.5

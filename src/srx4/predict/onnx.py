@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from srx4.core.errors import UserError
+from srx4.models.base import ModelSpec
 from srx4.models.weights import WeightsError
 from srx4.core.io import atomic_write_bytes
 
@@ -28,6 +29,7 @@ META_KEY = "srx4.model"
 
 
 class ExportError(UserError, RuntimeError):
+    exit_code = 1
     """An export that cannot be made or does not match the torch model (one line)."""
 
 
@@ -59,7 +61,7 @@ def export_onnx(model, model_config: dict, path, opset: int = OPSET) -> Path:
                           opset_version=opset, dynamo=False)
     graph = onnx.load_from_string(buffer.getvalue())
     meta = {**model_config, "receptive_radius": float(model.receptive_radius),
-            "bytes_per_lr_pixel": int(model.bytes_per_lr_pixel), "size_multiple": int(getattr(model, "size_multiple", 1))}
+            "bytes_per_lr_pixel": int(model.spec.bytes_per_lr_pixel), "size_multiple": int(model.spec.size_multiple)}
     entry = graph.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     graph.producer_name = "srx4"
@@ -71,9 +73,7 @@ def export_onnx(model, model_config: dict, path, opset: int = OPSET) -> Path:
 class OnnxModel:
     """An ONNX Runtime session that behaves as predict.py's models do: called on
     float (N, 3, H, W) tensors, it returns (N, 3, sH, sW) tensors on the same device;
-    `scale`, `receptive_radius`, `bytes_per_lr_pixel` and `size_multiple` come from the metadata."""
-
-    channels_last = False
+    its `spec` (scale, receptive radius, memory, size multiple) comes from the metadata."""
 
     def __init__(self, path, device: torch.device = torch.device("cpu"), threads: int = 0):
         try:
@@ -94,14 +94,15 @@ class OnnxModel:
         if META_KEY not in meta:
             raise WeightsError(f"{path}: an ONNX model, but not one exported by src/export.py (no {META_KEY})")
         self.config = json.loads(meta[META_KEY])
-        self.scale = int(self.config["scale"])
-        self.receptive_radius = self.config["receptive_radius"]
-        self.bytes_per_lr_pixel = int(self.config.get("bytes_per_lr_pixel", int(self.config.get("channels", 64)) * 240))
-        self.size_multiple = int(self.config.get("size_multiple", 1))
         self.providers = self.session.get_providers()
-        # where the session really runs: tiles are sized for that device's memory
-        self.runs_on = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
-        if torch.device(device).type == "cuda" and self.runs_on == "cpu":
+        # where the session really runs: tiles are sized for that device's memory; fp32 only
+        runs_on = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
+        self.spec = ModelSpec(int(self.config["scale"]), float(self.config["receptive_radius"]),
+                              int(self.config.get("bytes_per_lr_pixel", int(self.config.get("channels", 64)) * 240)),
+                              int(self.config.get("size_multiple", 1)), supports_half=False, supports_bfloat16=False,
+                              runs_on=runs_on)
+        self.scale, self.runs_on = self.spec.scale, runs_on
+        if torch.device(device).type == "cuda" and runs_on == "cpu":
             print(f"warning: {Path(path).name}: this ONNX Runtime has no CUDA provider, so the model runs on the "
                   f"CPU although a GPU is here (tiles sized for host RAM; slow): pip install onnxruntime-gpu, "
                   f"or predict with the .safetensors weights (torch on the GPU)", file=sys.stderr, flush=True)

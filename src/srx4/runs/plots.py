@@ -1,15 +1,10 @@
 """Pictures of a run: the training curves and labelled LR | bicubic | SR | HR strips."""
 import io
 
-import matplotlib
+import cv2
+import numpy as np
 
-matplotlib.use("Agg")  # files only, no display needed
-import cv2  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-
-from srx4.core.io import atomic_write_bytes  # noqa: E402
+from srx4.core.io import atomic_write_bytes
 
 
 def _column(rows, name):
@@ -21,8 +16,11 @@ def _column(rows, name):
 def curves_png(rows, bicubic: dict = None) -> bytes:
     """rows: the metrics.csv rows (dicts); bicubic: its validation figures (psnr, score).
     PNG of four panels: training loss, validation PSNR and score beside bicubic, learning rate."""
+    from matplotlib.figure import Figure      # no pyplot, no display: imported when first drawn (0.3 s)
+    from matplotlib.ticker import MaxNLocator
     bicubic = bicubic or {}
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    fig = Figure(figsize=(10, 7))
+    axes = fig.subplots(2, 2)
     panels = [("train_loss", None, "training loss", "Loss"),
               ("val_psnr", "psnr", "validation PSNR (RGB, dB)", "Validation PSNR"),
               ("val_score", "score", "PSNR + 40 SSIM", "Validation score"),
@@ -39,7 +37,6 @@ def curves_png(rows, bicubic: dict = None) -> bytes:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
     return buffer.getvalue()
 
 

@@ -10,9 +10,11 @@ case_source(index) -> (lr, bicubic, sr, hr) for the images shown as crops.
 """
 import dataclasses
 import functools
+from typing import Optional
 
 from srx4.core import layout
 from srx4.image.codec import write_png
+from srx4.image.scoring import Validation
 from srx4.runs.plots import comparison_strip, curves_png, plot_curves
 from srx4.runs.html import Cases, case_crops, config_html, image_html, image_rows, table_html, write_report
 from srx4.runs.runlog import METRIC_COLUMNS
@@ -93,37 +95,37 @@ class RunViews:
         if self.tracker:
             log(f"tracking to {self.tracker.description}")
 
-    def epoch(self, epoch: int, row: dict, details, dataset, bicubic, bicubic_images, device):
-        """After validating epoch `epoch` (1-based): details from engine.validate (None without
-        a validation split), row the metrics.csv row just added."""
+    def epoch(self, epoch: int, row: dict, val: Optional[Validation], dataset, bicubic, bicubic_images, device):
+        """After validating epoch `epoch` (1-based): `val` what srx4.train.validate measured
+        (None without a validation split), row the metrics.csv row just added."""
         if not self.enabled:
             return
         cfg = self.cfg
         plot_curves(self.log.rows, bicubic, self.run_dir / layout.CURVES)
-        first = details["first"] if details else None
+        first = val.first if val else None
         sample = cfg.sample_every and epoch % cfg.sample_every == 0
         strip = comparison_strip(*first, cfg.scale) if first is not None and (sample or self.tracker) else None
         if sample and strip is not None:
             write_png(self.run_dir / layout.SAMPLES / f"epoch_{epoch:03d}.png", strip)
         if self.tracker:
             self.tracker.epoch(row, strip)
-        self._report(details, dataset, bicubic, bicubic_images, device, f"training: epoch {epoch} of {cfg.epochs}")
+        self._report(val, dataset, bicubic, bicubic_images, device, f"training: epoch {epoch} of {cfg.epochs}")
 
-    def finish(self, details, dataset, bicubic, bicubic_images, device, summary: dict):
+    def finish(self, val: Validation, dataset, bicubic, bicubic_images, device, summary: dict):
         if not self.enabled:
             return
         stopped = f" ({summary['stopped']})" if summary["stopped"] else ""
-        self._report(details, dataset, bicubic, bicubic_images, device,
+        self._report(val, dataset, bicubic, bicubic_images, device,
                      f"finished: {summary['epochs_done']} of {self.cfg.epochs} epochs{stopped}", summary)
         if self.tracker:
             self.tracker.finish(summary, self.run_dir)
 
-    def _report(self, details, dataset, bicubic, bicubic_images, device, status, summary=None):
-        if not details:
+    def _report(self, val, dataset, bicubic, bicubic_images, device, status, summary=None):
+        if not val:
             return
         try:
-            source = case_source(details["model"], dataset, device, self.cfg.scale)
-            write_run_report(self.run_dir, self.cfg, self.log.rows, bicubic, details["per_image"], bicubic_images,
+            source = case_source(val.model, dataset, device, self.cfg.scale)
+            write_run_report(self.run_dir, self.cfg, self.log.rows, bicubic, val.per_image, bicubic_images,
                              source, status, summary)
         except Exception as err:        # a picture must never cost a training run
             self.log(f"{REPORT_NAME} not written: {type(err).__name__}: {err}")

@@ -13,6 +13,7 @@ from srx4.core.errors import UserError
 
 
 class KaggleError(UserError, RuntimeError):
+    exit_code = 1           # the Kaggle CLI failed (missing, no credentials, refused)
     """A kaggle CLI problem, said in one line."""
 
 

@@ -20,6 +20,7 @@ csv.field_size_limit(min(sys.maxsize, 2 ** 31 - 1))  # rows are megabytes long
 
 
 class SubmissionError(UserError, ValueError):
+    exit_code = 1           # a CSV refused: nothing written
     """A submission that would be wrong; the message names the file or id."""
 
 

@@ -12,16 +12,16 @@ from srx4.models.weights import WEIGHTS_NAME, load_model
 
 
 def final_check(score, run_dir, current_model, guard_set, guard_indices, scale: int, device):
-    """score(model, dataset, indices, desc) -> (metrics, details), the trainer's validation.
-    Returns (model metrics, bicubic metrics, the model's details, bicubic per image by name,
-    what was scored: the sha256 of best.safetensors, or "the current weights" when none)."""
+    """score(model, dataset, indices, desc) -> Validation, the trainer's validation.
+    Returns (the model's Validation, bicubic's, what was scored: the sha256 of
+    best.safetensors, or "the current weights" when none)."""
     best, scored = current_model, "the current weights"
     if (run_dir / WEIGHTS_NAME).is_file():        # rank 0 wrote them; every rank reads them
         best, _ = load_model(run_dir / WEIGHTS_NAME, device=device)
         scored = file_sha256(run_dir / WEIGHTS_NAME)
-    model_metrics, details = score(best, guard_set, guard_indices, "final check")
-    bicubic, bicubic_details = score(Bicubic(scale).to(device), guard_set, guard_indices, "final check (bicubic)")
-    return model_metrics, bicubic, details, {r["name"]: r for r in bicubic_details["per_image"]}, scored
+    model = score(best, guard_set, guard_indices, "final check")
+    bicubic = score(Bicubic(scale).to(device), guard_set, guard_indices, "final check (bicubic)")
+    return model, bicubic, scored
 
 
 def fingerprint(*models) -> str:

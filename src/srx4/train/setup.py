@@ -77,8 +77,8 @@ def build_parts(cfg: TrainConfig, device: torch.device, world: int, checkpoint, 
     # fused: one kernel for the whole update on CUDA, and no host sync under the fp16 GradScaler
     optimizer = torch.optim.Adam(plain.parameters(), lr=cfg.learning_rate, fused=cuda or None)
     amp_dtype = training_dtype(device, cfg.amp_dtype) if cfg.amp else None
-    # ask the model itself: a DDP wrapper does not carry spandrel's supports_half
-    if amp_dtype is not None and supported_dtype(plain, amp_dtype) is None:
+    # ask the plain model its spec: a DDP wrapper does not carry it
+    if amp_dtype is not None and supported_dtype(plain.spec, amp_dtype) is None:
         log(f"{model_config.get('architecture', cfg.model)} does not run in {amp_dtype}: fp32")
         amp_dtype = None
     fp16 = amp_dtype == torch.float16

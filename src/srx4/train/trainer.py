@@ -25,6 +25,7 @@ from srx4.core.progress import progress
 from srx4.data.patches import samples_per_epoch
 from srx4.data.train_data import TrainData
 from srx4.image.codec import to_float
+from srx4.image.scoring import VALIDATION_COLUMNS, Validation
 from srx4.models import Bicubic
 from srx4.models.weights import MODEL_CONFIG_NAME, WEIGHTS_NAME, save_weights
 from srx4.predict.inference import predict_estimate_line, prepare_model
@@ -111,15 +112,13 @@ class Trainer:
         save_checkpoint(self.run_dir / CHECKPOINT_NAME,
                         checkpoint_dict(self.state, self.parts, self.cfg, self.world, self.data.split))
 
-    def _validate(self, model, dataset, indices, desc):
+    def _validate(self, model, dataset, indices, desc) -> Validation:
         """Scores the inference form of `model` (BatchNorm folded, channels-last: predict.py's
-        outputs, 2x faster on a CPU) on `indices` of `dataset`. Returns (means, details),
-        details with the inference model under "model" (see engine.validate for the rest)."""
+        outputs, 2x faster on a CPU) on `indices` of `dataset`."""
         fast = prepare_model(model, fold_bn=True, channels_last=self.cfg.channels_last)
         amp = self.cfg.amp and self.device.type == "cuda"     # on a CPU fp32: exact across process counts
-        metrics, details = validate(fast, dataset, self.device, self.cfg.scale, self.rank, self.world, indices,
-                                    amp, self.cfg.amp_dtype, desc)
-        return metrics, {**details, "model": fast}
+        return validate(fast, dataset, self.device, self.cfg.scale, self.rank, self.world, indices,
+                        amp, self.cfg.amp_dtype, desc)
 
     def _eval_ready(self):
         """Make the BatchNorm running statistics those of the current weights (see engine)."""
@@ -156,13 +155,11 @@ class Trainer:
         cfg, log, data = self.cfg, self.log, self.data
         has_val = len(data.val_set) > 0
         if self.state.bicubic is None and has_val:
-            self.state.bicubic, details = self._validate(Bicubic(cfg.scale).to(self.device), data.val_set,
-                                                   data.val_subset, "bicubic")
-            self.state.bicubic_images = {r["name"]: r for r in details["per_image"]}
-            lost = self.state.bicubic["dropped"]
-            dropped = f" ({lost} undecodable left out)" if lost else ""
-            log(f"bicubic on the {self.state.bicubic['images']} validation images scored each epoch{dropped}: PSNR "
-                f"{self.state.bicubic['psnr']:.3f} dB, score {self.state.bicubic['score']:.3f}")
+            bicubic = self._validate(Bicubic(cfg.scale).to(self.device), data.val_set, data.val_subset, "bicubic")
+            self.state.bicubic, self.state.bicubic_images = bicubic.figures(), bicubic.by_name()
+            dropped = f" ({bicubic.dropped} undecodable left out)" if bicubic.dropped else ""
+            log(f"bicubic on the {bicubic.images} validation images scored each epoch{dropped}: PSNR "
+                f"{bicubic.psnr:.3f} dB, score {bicubic.score:.3f}")
         self._predict_estimate()
         limit_s = cfg.time_limit * 3600
         first_step = self.step + 1
@@ -262,11 +259,10 @@ class Trainer:
         cfg, data = self.cfg, self.data
         val_start = time.time()
         self._eval_ready()
-        metrics, details = (self._validate(self.parts.eval_model, data.val_set, data.val_subset, "validate")
-                            if has_val else ({}, None))
-        improved = (not has_val) or metrics[self.select] > self.state.best.get(self.select, float("-inf"))
+        val = self._validate(self.parts.eval_model, data.val_set, data.val_subset, "validate") if has_val else None
+        improved = val is None or val.figure(self.select) > self.state.best.get(self.select, float("-inf"))
         if improved:
-            self.state.best = {self.select: metrics.get(self.select, float("nan")), "epoch": epoch + 1, **metrics}
+            self.state.best = {"epoch": epoch + 1, **(val.figures() if val else {self.select: float("nan")})}
             self.state.since_best = 0
             if self.is_main:
                 save_weights(self.run_dir / WEIGHTS_NAME, self.parts.eval_model, self.parts.model_config)
@@ -283,52 +279,52 @@ class Trainer:
                "skipped_steps": skipped, "train_seconds": f"{train_s:.3f}", "val_seconds": f"{val_s:.3f}",
                "seconds": f"{train_s + val_s:.1f}",
                "bicubic_psnr": f"{state.bicubic['psnr']:.4f}" if state.bicubic else ""}
-        row.update({f"val_{k}": f"{metrics[k]:.4f}" for k in ("psnr", "psnr_y", "ssim", "score") if k in metrics})
+        if val:
+            row.update({f"val_{k}": f"{val.figure(k):.4f}" for k in VALIDATION_COLUMNS})
         if self.state.bicubic:
             row["bicubic_score"] = f"{self.state.bicubic['score']:.4f}"
         self.log.add_row(row)
         text = (f"epoch {epoch + 1}/{cfg.epochs}{'' if finished else ' (cut by --time-limit)'} "
                 f"loss {mean_loss:.4f}"
-                + (f" | val PSNR {metrics['psnr']:.3f} dB (Y {metrics['psnr_y']:.3f}) SSIM {metrics['ssim']:.4f} "
-                   f"score {metrics['score']:.3f}" if has_val else "")
-                + (" *best*" if improved and has_val else "")
+                + (f" | val PSNR {val.psnr:.3f} dB (Y {val.psnr_y:.3f}) SSIM {val.ssim:.4f} "
+                   f"score {val.score:.3f}" if val else "")
+                + (" *best*" if improved and val else "")
                 + (f" | dropped {dropped} samples" if dropped else "")
                 + (f" | fp16 GradScaler: {skipped} steps skipped, scale {scaler.get_scale():g}" if scaler
                    else f" | skipped {skipped} steps" if skipped else "")
                 + f" | train {train_s:.0f}s, validate {val_s:.0f}s")
         self.log(text)
-        self.views.epoch(epoch + 1, row, details, data.val_set, state.bicubic, state.bicubic_images, self.device)
+        self.views.epoch(epoch + 1, row, val, data.val_set, state.bicubic, state.bicubic_images, self.device)
         return val_s
 
     def _summary(self, stopped):
         log, data, state = self.log, self.data, self.state
         if stopped:
             log(f"stopped early: {stopped}; resume with --resume {self.run_dir / CHECKPOINT_NAME}")
-        final, bicubic, final_details, bicubic_images, scored = final_check(
-            self._validate, self.run_dir, self.parts.eval_model, data.guard_set, data.guard_indices, self.cfg.scale,
-            self.device)
-        gain = final["psnr"] - bicubic["psnr"]
+        final, bicubic, scored = final_check(self._validate, self.run_dir, self.parts.eval_model, data.guard_set,
+                                             data.guard_indices, self.cfg.scale, self.device)
+        gain = final.psnr - bicubic.psnr
         subset = len(data.val_subset) < len(data.val_set)
         if state.bicubic and state.best.get("epoch"):
             key = self.select
             log(f"best validation {SELECT_LABELS[key]} {state.best[key]:.3f} at epoch {state.best['epoch']}"
                 + (f" on the {len(data.val_subset)}-image subset scored each epoch" if subset else "")
                 + f" vs bicubic {state.bicubic[key]:.3f} ({state.best[key] - state.bicubic[key]:+.3f})")
-        log(f"best weights on {data.guard_on} ({final['images']} images): PSNR {final['psnr']:.3f} dB vs bicubic "
-            f"{bicubic['psnr']:.3f} dB ({gain:+.3f} dB); score {final['score']:.3f} vs {bicubic['score']:.3f}")
+        log(f"best weights on {data.guard_on} ({final.images} images): PSNR {final.psnr:.3f} dB vs bicubic "
+            f"{bicubic.psnr:.3f} dB ({gain:+.3f} dB); score {final.score:.3f} vs {bicubic.score:.3f}")
         worse = gain < 0
         if worse:
-            log(bicubic_warning(final["psnr"], bicubic["psnr"], data.guard_on))
+            log(bicubic_warning(final.psnr, bicubic.psnr, data.guard_on))
         ranks = ranks_agree(self.rank, self.world, self.run_dir, scored,
                             (self.parts.plain_model, self.parts.eval_model), log)
         summary = {"run": self.run_dir.name, "best_epoch": state.best.get("epoch", 0), "best_subset": state.best,
-                   "checked_on": data.guard_on, "model": final, "bicubic": bicubic, "gain_db": gain,
+                   "checked_on": data.guard_on, "model": final.figures(), "bicubic": bicubic.figures(), "gain_db": gain,
                    "worse_than_bicubic": worse, "stopped": stopped or "", "epochs_done": state.epoch,
                    "epoch_seconds": round(sum(float(r["seconds"]) for r in self.log.rows), 1),
                    "skipped_steps": state.skipped_steps, "ranks": ranks}
         if self.is_main:
             write_json(self.run_dir / SUMMARY_NAME, summary)
-        self.views.finish(final_details, data.guard_set, state.bicubic, bicubic_images, self.device, summary)
+        self.views.finish(final, data.guard_set, state.bicubic, bicubic.by_name(), self.device, summary)
         if self.is_main:
             paths.record_last_run(self.run_dir)
         log(f"weights: {self.run_dir / WEIGHTS_NAME}  checkpoint: {self.run_dir / CHECKPOINT_NAME}")

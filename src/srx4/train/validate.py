@@ -10,7 +10,7 @@ import torch.distributed as dist
 
 from srx4.core.progress import progress
 from srx4.image.codec import to_float
-from srx4.image.scoring import VALIDATION_COLUMNS as METRIC_NAMES, validation_metrics
+from srx4.image.scoring import VALIDATION_COLUMNS as METRIC_NAMES, Validation, validation_metrics
 from srx4.predict.inference import super_resolve
 
 
@@ -28,12 +28,11 @@ def size_batches(indices, size_of, batch_size: int):
 
 @torch.no_grad()
 def validate(model, dataset, device, scale: int, rank=0, world=1, indices=None, amp=True, amp_dtype="auto",
-             desc="val", batch_size: int = 0):
-    """Mean metrics over the validation images `indices` (default: all). Returns dict (psnr,
-    psnr_y, ssim, score, images, dropped) and details: {"first": the first image's (lr, sr, hr)
-    on the CPU for pictures (rank 0), "per_image": [{index, name, psnr, ...}] of every image
-    scored, all ranks' (for the report)}. Metrics in float32 (within 1e-4 dB of float64; 7x
-    faster on a CPU, and float64 runs at 1/32 rate on a T4)."""
+             desc="val", batch_size: int = 0) -> Validation:
+    """The mean metrics over the validation images `indices` (default: all) as a
+    `Validation` (srx4.image.scoring), with every image's figures (all ranks') and the first
+    image's (lr, sr, hr) on the CPU for pictures (rank 0). Metrics in float32 (within 1e-4 dB
+    of float64; 7x faster on a CPU, and float64 runs at 1/32 rate on a T4)."""
     was_training = model.training
     model.eval()
     indices = list(range(len(dataset))) if indices is None else list(indices)
@@ -67,8 +66,7 @@ def validate(model, dataset, device, scale: int, rank=0, world=1, indices=None, 
         dist.all_reduce(sums)
     values = sums.tolist()                                   # the one host sync
     images = int(values[-2])
-    result = {name: values[k] / max(images, 1) for k, name in enumerate(METRIC_NAMES)}
-    result.update(images=images, dropped=int(values[-1]))
+    means = {name: values[k] / max(images, 1) for k, name in enumerate(METRIC_NAMES)}
     rows = torch.cat(scored).tolist() if scored else []
     per_image = [{"index": i, "name": name, **dict(zip(METRIC_NAMES, figures))}
                  for (i, name), figures in zip(names, rows)]
@@ -77,4 +75,5 @@ def validate(model, dataset, device, scale: int, rank=0, world=1, indices=None, 
         dist.all_gather_object(shards, per_image)
         per_image = sorted((row for shard in shards for row in shard), key=lambda r: r["index"])
     model.train(was_training)
-    return result, {"first": None if first is None else tuple(t.cpu() for t in first), "per_image": per_image}
+    return Validation(**means, images=images, dropped=int(values[-1]), per_image=per_image,
+                      first=None if first is None else tuple(t.cpu() for t in first), model=model)

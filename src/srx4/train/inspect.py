@@ -2,7 +2,9 @@
 
 `describe(target)`: target a run folder (logs/a), a last.ckpt, a .safetensors, or
 the name of a folder of shipped weights under weights/. Raises InspectError with
-one line for anything else (a foreign .pth, a broken file, a missing path).
+one line for anything else (a foreign .pth, a broken file, a missing path). A run is
+read back as the trainer wrote it: its TrainConfig (`from_saved`, any version) and
+TrainState, so it sits in the train layer.
 """
 import csv
 import json
@@ -17,7 +19,8 @@ from srx4.submit import submission_log
 from srx4.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from srx4.models.weights import MODEL_CONFIG_NAME, WEIGHTS_NAME, WeightsError, read_model_config
 from srx4.runs.runlog import SUMMARY_NAME
-
+from srx4.train.config import from_saved
+from srx4.train.state import TrainState
 
 
 class InspectError(UserError, ValueError):
@@ -131,16 +134,16 @@ def describe(target: str) -> dict:
     else:
         raise NotARun(f"{path}: not a run folder, checkpoint (.ckpt) or weights file (.safetensors)")
     state = _checkpoint(checkpoint_path)
-    cfg = state["train_config"]
+    cfg = from_saved(state["train_config"])
+    progress = TrainState.from_checkpoint(state)
     model = state.get("model_config") or _json(run_dir / MODEL_CONFIG_NAME) or {}
     parameters = sum(v.numel() for k, v in state["model"].items()
                      if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     split = state.get("split") or _json(run_dir / layout.SPLIT) or {}
     hygiene = _json(run_dir / layout.HYGIENE) or {}
     summary = _json(run_dir / SUMMARY_NAME)
-    best = state.get("best") or {}
-    select = cfg.get("select", "psnr")
-    epoch, epochs = int(state.get("epoch", 0)), int(cfg.get("epochs", 0))
+    best = progress.best
+    select, epoch, epochs = cfg.select, progress.epoch, cfg.epochs
     finished = summary is not None and int(summary.get("epochs_done", -1)) == epoch
     resume = f"python src/train.py --resume {checkpoint_path}"
     if epoch < epochs:
@@ -152,10 +155,10 @@ def describe(target: str) -> dict:
     return {
         **info, "kind": "run", "run": run_dir.name, "run_dir": str(run_dir.resolve()), "model": model,
         "parameters": parameters, "train_config": cfg, "epoch": epoch, "epochs": epochs,
-        "samples_seen": int(state.get("samples_seen", 0)), "world": int(state.get("world", 1)),
-        "step": int(state.get("samples_seen", 0)) // max(1, int(cfg.get("batch_size", 1))),
+        "samples_seen": progress.samples_seen, "world": int(state.get("world", 1)),
+        "step": progress.samples_seen // max(1, cfg.batch_size),
         "select": select, "best": {k: best.get(k) for k in ("epoch", "psnr", "psnr_y", "ssim", "score")},
-        "bicubic": {k: (state.get("bicubic") or {}).get(k) for k in ("psnr", "score")},
+        "bicubic": {k: (progress.bicubic or {}).get(k) for k in ("psnr", "score")},
         "final": None if summary is None else {k: summary.get(k) for k in ("checked_on", "model", "bicubic",
                                                                            "gain_db", "worse_than_bicubic",
                                                                            "stopped", "best_epoch")},
