@@ -1,7 +1,9 @@
 """Shared fixtures: small real image pairs (crops of scikit-image's photos, LR by
 the MATLAB-compatible resize) and helpers to run the CLI scripts for real."""
 import functools
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -119,14 +121,41 @@ LEARNING = ["--num-blocks", "2", "--channels", "16", "--batch-size", "8", "--pat
             "--device", "cpu", "--threads", "2", "--sample-every", "0"]
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder `build(folder)` fills, made once per test session even under pytest-xdist:
+    the first worker builds it under a file lock in the session's common temp folder, the
+    others wait for it and reuse it. Treat it as read-only (copy it to change it)."""
+    from filelock import FileLock          # a dependency of torch
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / f"built_{name}"
+    with FileLock(str(root / f"built_{name}.lock")):
+        if not (folder / ".done").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            build(folder)
+            (folder / ".done").touch()
+    return folder
+
+
+def _train_learned(work: Path):
+    data = make_pairs(work / "data" / "train", count=20, hr_side=128)
+    run_script("train.py", "--data", data, *LEARNING, "--run", "learned", work=work)
+    held_out_pairs(work / "data" / "test")
+
+
 @pytest.fixture(scope="session")
 def learned(tmp_path_factory):
     """(work dir, run dir, held-out test folder): one trained run shared by every test
-    that needs a model better than bicubic, trained once per test session."""
+    that needs a model better than bicubic, trained once per test session (once for all
+    xdist workers: each gets its own copy of the work dir, so tests that write into it
+    never meet another worker's files)."""
+    built = built_once(tmp_path_factory, "learned", _train_learned)
     work = tmp_path_factory.mktemp("learned")
-    data = make_pairs(work / "data" / "train", count=20, hr_side=128)
-    run_script("train.py", "--data", data, *LEARNING, "--run", "learned", work=work)
-    return work, work / "logs" / "learned", held_out_pairs(work / "data" / "test")
+    shutil.copytree(built, work, dirs_exist_ok=True, symlinks=True)
+    run_dir = work / "logs" / "learned"
+    last = work / "logs" / "last_run.json"            # it names the folder it was trained in: this copy now
+    last.write_text(json.dumps({**json.loads(last.read_text()), "dir": str(run_dir.resolve())}))
+    return work, run_dir, work / "data" / "test"
 
 
 def pytest_xdist_auto_num_workers(config):
