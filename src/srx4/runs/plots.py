@@ -4,7 +4,7 @@ import io
 import cv2
 import numpy as np
 
-from srx4.core.io import atomic_write_bytes
+
 
 
 def _column(rows, name):
@@ -34,14 +34,11 @@ def curves_png(rows, bicubic: dict = None) -> bytes:
             ax.legend()
         ax.set(xlabel="epoch", ylabel=ylabel, title=title)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
+    # fixed margins: tight_layout measured every label's extent and took 0.6 s of a 0.9 s drawing
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.07, top=0.95, wspace=0.28, hspace=0.38)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     return buffer.getvalue()
-
-
-def plot_curves(rows, bicubic: dict, path):
-    atomic_write_bytes(path, curves_png(rows, bicubic))
 
 
 def labelled_strip(panels, gap: int = 4) -> np.ndarray:

@@ -15,7 +15,8 @@ from typing import Optional
 from srx4.core import layout
 from srx4.image.codec import write_png
 from srx4.image.scoring import Validation
-from srx4.runs.plots import comparison_strip, curves_png, plot_curves
+from srx4.core.io import atomic_write_bytes
+from srx4.runs.plots import comparison_strip, curves_png
 from srx4.runs.html import Cases, case_crops, config_html, image_html, image_rows, table_html, write_report
 from srx4.runs.runlog import METRIC_COLUMNS
 from srx4.runs.tracking import open_tracker
@@ -44,7 +45,8 @@ def case_source(model, dataset, device, scale: int):
 
 
 def write_run_report(run_dir, cfg, rows, bicubic: dict, model_images, bicubic_images: dict, source,
-                     status: str, summary: dict = None):
+                     status: str, summary: dict = None, curves: bytes = None):
+    """report.html; `curves`: the curves PNG when already drawn for these rows."""
     scale = cfg.scale
     names = [r["name"] for r in model_images]
     bicubic_rows = [bicubic_images.get(n, {}) for n in names]
@@ -74,7 +76,7 @@ def write_run_report(run_dir, cfg, rows, bicubic: dict, model_images, bicubic_im
     image_columns = ["image", "gain (dB)"] + [f"{who} {c}" for c in FIGURES for who in ("bicubic", "model")]
     where = ("every validation image, best weights" if summary else f"the {len(names)} images scored each epoch")
     sections = [
-        ("Curves", image_html(curves_png(rows, bicubic), "training curves")),
+        ("Curves", image_html(curves or curves_png(rows, bicubic), "training curves")),
         ("Epochs", '<div class="scroll">' + table_html(rows, [c for c in METRIC_COLUMNS if rows and c in rows[0]],
                                                        formats={}) + "</div>"),
         (f"Images, lowest gain first ({where})",
@@ -101,7 +103,8 @@ class RunViews:
         if not self.enabled:
             return
         cfg = self.cfg
-        plot_curves(self.log.rows, bicubic, self.run_dir / layout.CURVES)
+        curves = curves_png(self.log.rows, bicubic)       # drawn once: curves.png and the report
+        atomic_write_bytes(self.run_dir / layout.CURVES, curves)
         first = val.first if val else None
         sample = cfg.sample_every and epoch % cfg.sample_every == 0
         strip = comparison_strip(*first, cfg.scale) if first is not None and (sample or self.tracker) else None
@@ -109,7 +112,8 @@ class RunViews:
             write_png(self.run_dir / layout.SAMPLES / f"epoch_{epoch:03d}.png", strip)
         if self.tracker:
             self.tracker.epoch(row, strip)
-        self._report(val, dataset, bicubic, bicubic_images, device, f"training: epoch {epoch} of {cfg.epochs}")
+        self._report(val, dataset, bicubic, bicubic_images, device, f"training: epoch {epoch} of {cfg.epochs}",
+                     curves=curves)
 
     def finish(self, val: Validation, dataset, bicubic, bicubic_images, device, summary: dict):
         if not self.enabled:
@@ -120,12 +124,12 @@ class RunViews:
         if self.tracker:
             self.tracker.finish(summary, self.run_dir)
 
-    def _report(self, val, dataset, bicubic, bicubic_images, device, status, summary=None):
+    def _report(self, val, dataset, bicubic, bicubic_images, device, status, summary=None, curves=None):
         if not val:
             return
         try:
             source = case_source(val.model, dataset, device, self.cfg.scale)
             write_run_report(self.run_dir, self.cfg, self.log.rows, bicubic, val.per_image, bicubic_images,
-                             source, status, summary)
+                             source, status, summary, curves)
         except Exception as err:        # a picture must never cost a training run
             self.log(f"{REPORT_NAME} not written: {type(err).__name__}: {err}")
