@@ -1,11 +1,14 @@
-"""Write the submission CSV (`id,Encoded_Image`, base64 PNGs) from predicted PNGs.
+"""Write the submission CSV from predicted PNGs, in the competition's format:
+`id,Encoded_Image` of base64 PNGs (GNR638), or `id,filename,rle` of run-length +
+zlib + base64 cells (SRGB, "Super Resolution in Video Games"; srx4/submit/rle.py).
 
 In:  --input the PNG folder from predict.py (default: the one predict.py wrote last,
      recorded in submissions/last_prediction.json),
      --lr-dir the test LR folder to check against (default: as predict.py),
      --sample the competition's sample submission (default: found under the Kaggle
-     input or data/): ids, order and count come from it, and ids with no test
-     image are refused, naming a few, before anything is written.
+     input or data/): the format (its header and the form of a cell), ids, order and
+     count come from it, and ids with no test image are refused, naming a few, before
+     anything is written; --format png|rle without a sample.
 Out: --output CSV (default submissions/submission.csv), streamed to a temp file
      and renamed only once every row is valid; --zip also writes CSV.zip; a row
      in submissions/log.csv naming the CSV, its sha256 and the run whose weights
@@ -13,6 +16,7 @@ Out: --output CSV (default submissions/submission.csv), streamed to a temp file
 
     python src/make_submission.py
     python src/make_submission.py --input submissions/srresnet_a/png --sample data/sample_submission.csv
+    python src/make_submission.py --format rle --sample none     # SRGB's format without its sample
 
 Stops with the name of the first missing or wrong image unless --allow-missing.
 """
@@ -39,6 +43,8 @@ class SubmissionConfig:
     sample: str = option("", "sample submission CSV: take ids, order and count from it (default: found in the "
                              "Kaggle input or data/; 'none' = ids are the test file names)")
     scale: int = option(4, "upscaling factor every image must have")
+    format: str = option("auto", "png (id,Encoded_Image) or rle (id,filename,rle); auto = the sample "
+                                 "submission's, else png", choices=["auto", "png", "rle"])
     allow_missing: bool = option(False, "write the rows that are valid and list the rest")
     zip: bool = option(False, "also write a .zip of the CSV for upload")
     workers: int = option(0, "threads reading and checking PNGs (0 = all cores)")
@@ -61,11 +67,13 @@ def main(argv=None):
     started = time.time()
     try:
         rows, missing = write_submission(png_dir, lr_dir, out_csv, config.scale, sample,
-                                         config.allow_missing, config.workers or None)
+                                         config.allow_missing, config.workers or None, config.format)
     except (SubmissionError, FileNotFoundError) as err:
         raise SubmissionError(f"{err} (nothing written; --allow-missing writes the valid rows)") from None
     size_mb = out_csv.stat().st_size / 1e6
-    print(f"wrote {out_csv}: {rows} rows, {size_mb:.1f} MB, in {time.time() - started:.1f}s")
+    with open(out_csv) as f:
+        header = f.readline().strip()
+    print(f"wrote {out_csv} ({header}): {rows} rows, {size_mb:.1f} MB, in {time.time() - started:.1f}s")
     made_by = weights_of(png_dir)
     submission_log.append_entry(event="csv", csv=out_csv.resolve(), sha256=file_sha256(out_csv),
                                 rows=rows, png_dir=png_dir.resolve(), **made_by)

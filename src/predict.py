@@ -39,7 +39,7 @@ from srx4.core.cli import CHANNELS_LAST_HELP, option, parse_config, run_main
 from srx4.image.codec import ImageError, image_size, list_images, read_image, to_uint8_batch, write_png
 from srx4.image.resize import resize_tensor
 from srx4.core.system import AMP_DTYPES, resolve_device
-from srx4.predict.inference import Ensemble, prepare_model, super_resolve
+from srx4.predict.inference import Ensemble, auto_batch, prepare_model, super_resolve
 from srx4.models import Bicubic
 from srx4.predict.onnx import OnnxModel, load_runnable
 from srx4.core.progress import progress
@@ -59,8 +59,8 @@ class PredictConfig:
     scale: int = option(4, "scale for --model bicubic (weights carry their own)")
     tile: int = option(-1, "LR tile side (-1 = automatic from memory, 0 = whole image)")
     tta: bool = option(False, "x8 self-ensemble (flips and rotations, averaged)")
-    batch_size: int = option(0, "images of one size per forward pass (0 = 4 on a GPU, 1 on a CPU, where batching "
-                                "big frames costs more in memory traffic than it saves)")
+    batch_size: int = option(0, "images of one size per forward pass (0 = by size: about four 480x270 frames' "
+                                "pixels on a GPU, one on a CPU, so small test crops go dozens at a time)")
     keep_alpha: bool = option(False, "write RGBA with the alpha upscaled, for inputs that have alpha")
     png_level: int = option(1, "PNG compression 0-9 (higher = smaller files, slower)")
     overwrite: bool = option(False, "replace outputs written by other weights")
@@ -168,10 +168,12 @@ def is_done(out_path: Path, lr_path: Path, scale: int) -> bool:
 
 
 def batches_by_size(items, batch_size):
-    """Group consecutive decoded (path, image) items of one size into lists."""
+    """Group consecutive decoded (path, image) items of one size into lists of at most
+    batch_size(height, width) (an int: that many whatever the size)."""
+    size_for = batch_size if callable(batch_size) else (lambda h, w: batch_size)
     batch = []
     for item in items:
-        if batch and (item[1].shape != batch[0][1].shape or len(batch) == batch_size):
+        if batch and (item[1].shape != batch[0][1].shape or len(batch) == size_for(*batch[0][1].shape[:2])):
             yield batch
             batch = []
         batch.append(item)
@@ -236,6 +238,7 @@ def main(argv=None):
         write_png(out_dir / f"{path.stem}.png", sr_img, config.png_level)
 
     bar, hr_pixels = progress(total=len(todo), unit="img", desc="predict"), 0
+    batch_for = functools.partial(auto_batch, model.spec, device=device)       # (h, w) -> images per pass
     threads = max(2, min(16, os.cpu_count() or 2))  # PNG decode/encode release the GIL
     with ThreadPoolExecutor(threads) as readers, ThreadPoolExecutor(threads) as writers:
         pending = []
@@ -248,7 +251,7 @@ def main(argv=None):
                     bar.update(1)
                 else:
                     decoded.append((path, img))
-            for batch in batches_by_size(decoded, config.batch_size or (4 if device.type == "cuda" else 1)):
+            for batch in batches_by_size(decoded, config.batch_size or batch_for):
                 imgs = np.stack([img for _, img in batch])                               # (N, H, W, 3 or 4)
                 x = torch.from_numpy(imgs).to(device).permute(0, 3, 1, 2).float() / 255  # (N, C, H, W) in [0, 1]
                 run = functools.partial(super_resolve, model, tile=None if config.tile < 0 else config.tile,
@@ -272,7 +275,9 @@ def main(argv=None):
         for f in pending:
             f.result()
     bar.close()
-    print(f"wrote {len(todo) - len(failed)} PNGs to {out_dir} in {time.time() - started:.1f}s")
+    seconds = time.time() - started
+    print(f"wrote {len(todo) - len(failed)} PNGs to {out_dir} in {seconds:.1f}s "
+          f"({len(todo) / max(seconds, 1e-9):.1f} images/s)")
     if not config.val_of:
         paths.record_last_prediction(out_dir, identity.get("weights", identity.get("model", "")))
     if failed:

@@ -31,7 +31,7 @@ from srx4.core import paths
 from srx4.core.errors import JobFailed
 from srx4.core.io import atomic_write_text
 from srx4.core.cli import option, parse_config, run_main
-from srx4.image.codec import ImageError, list_images, read_image
+from srx4.image.codec import ImageError, image_size, list_images, read_image
 from srx4.core.system import resolve_device
 from srx4.core.progress import progress
 from srx4.runs.html import Cases, case_crops, table_html, write_report
@@ -52,14 +52,19 @@ class ScoreConfig:
     quiet: bool = option(False, "no progress bar")
 
 
-def predictions(source: Path):
-    """(count, iterator of (name, uint8 image)) from a CSV or a PNG folder."""
+def predictions(source: Path, hr_dir: Path):
+    """(count, iterator of (name, uint8 image)) from a PNG folder or a CSV of either format
+    (an rle cell's size is its HR image's; a row's name is its filename, else its id)."""
     if source.is_dir():
         files = list_images(source)
         return len(files), ((path.name, read_image(path)) for path in files)
     with open(source, "rb") as f:              # one row per line (base64 has no line breaks)
         count = max(0, sum(1 for _ in f) - 1)
-    return count, iter_rows(source)
+
+    def size_of(row_id, filename):
+        width, height = image_size(find_hr(hr_dir, filename or row_id))
+        return height, width
+    return count, ((filename or row_id, img) for row_id, filename, img in iter_rows(source, size_of))
 
 
 def find_hr(hr_dir: Path, name: str) -> Path:
@@ -158,7 +163,7 @@ def main(argv=None):
             raise FileNotFoundError(f"{source}: not found")
         if not hr_dir.is_dir():
             raise FileNotFoundError(f"{hr_dir}: no HR folder")
-        count, items = predictions(source)
+        count, items = predictions(source, hr_dir)
         bar = progress(total=count, desc="score", unit="img", quiet=config.quiet)
         for name, sr, hr, lr, bicubic, scale in load_all(items, hr_dir, lr_dir, config.scale):
             try:

@@ -207,3 +207,26 @@ def test_hostile_test_folder_predicts_every_decodable_image(tmp_path):
     for name in ("grey mode.png", "palette_é.png", "rgba.png", "deep16.png", "jpeg_bytes.png", "img_000.png"):
         lr = read_image(lr_dir / name)
         assert read_image(tmp_path / "out" / name).shape == (lr.shape[0] * 4, lr.shape[1] * 4, 3), name
+
+
+def test_small_crops_are_batched_by_size_with_the_outputs_of_one_at_a_time(trained, tmp_path):
+    """SRGB-style test sets of small LR crops go many to a forward pass (auto_batch), with the
+    same PNGs as one image per pass; big frames still go one at a time on a CPU."""
+    import numpy as np
+    import torch
+    from srx4.models import build_model
+    from srx4.predict.inference import auto_batch
+    spec = build_model({"name": "srresnet", "scale": 4}).spec
+    cpu = torch.device("cpu")
+    assert auto_batch(spec, 64, 64, cpu) == 480 * 270 // (64 * 64)
+    assert auto_batch(spec, 270, 480, cpu) == 1 and auto_batch(spec, 16, 16, cpu) == 64
+    work, _ = trained
+    crops = make_pairs(tmp_path / "crops", count=12, hr_side=64)
+    outs = {}
+    for flags in ((), ("--batch-size", "1")):
+        out = tmp_path / f"sr{len(flags)}"
+        done = run_script("predict.py", "--input", crops / "lr", "--output", out, "--device", "cpu", *flags, work=work)
+        assert "wrote 12 PNGs" in done.stdout and "images/s" in done.stdout
+        outs[flags] = np.stack([read_image(p).astype(int) for p in sorted(out.glob("*.png"))])
+    diff = np.abs(outs[()] - outs[("--batch-size", "1")])
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.999

@@ -34,8 +34,8 @@ def test_csv_round_trip_is_bit_exact_in_lr_order(test_set):
     rows, missing = write_submission(test_set / "png", test_set / "lr", out, workers=2)
     assert (rows, missing) == (3, [])
     decoded = list(iter_rows(out))
-    assert [name for name, _ in decoded] == ["frame_0.png", "frame_1.png", "frame_2.png"]
-    for name, img in decoded:
+    assert [name for name, _, _ in decoded] == ["frame_0.png", "frame_1.png", "frame_2.png"]
+    for name, _, img in decoded:
         assert np.array_equal(img, read_image(test_set / "png" / name))
     with open(out, newline="") as f:
         raw = list(csv.reader(f))
@@ -50,11 +50,11 @@ def test_sample_ids_set_order_and_naming(test_set):
     assert read_sample_ids(sample) == ["frame_2", "frame_0.png", "frame_1"]
     out = test_set / "s.csv"
     assert write_submission(test_set / "png", test_set / "lr", out, sample_csv=sample)[0] == 3
-    assert [name for name, _ in iter_rows(out)] == ["frame_2", "frame_0.png", "frame_1"]
+    assert [name for name, _, _ in iter_rows(out)] == ["frame_2", "frame_0.png", "frame_1"]
     assert validate_csv(out, test_set / "lr", sample_csv=sample) == 3
     lr = sorted((test_set / "lr").iterdir())
-    assert match_ids(lr) == [(p.name, p) for p in lr]
-    assert match_ids(lr, ["frame_1", "nope"]) == [("frame_1", lr[1]), ("nope", None)]
+    assert match_ids(lr) == [(p.name, p.name, p) for p in lr]
+    assert match_ids(lr, [("frame_1", None), ("nope", None)]) == [("frame_1", None, lr[1]), ("nope", None, None)]
 
 
 def test_refusals_name_the_id_and_write_nothing(test_set):
@@ -109,14 +109,14 @@ def test_csv_field_quotes_only_when_needed():
 
 def test_ids_by_stem_extra_columns_modes_and_messages(test_set):
     lr = sorted((test_set / "lr").iterdir())
-    assert match_ids(lr, ["frame_0.jpg", "frame_1.png", "frame_2"]) == [
-        ("frame_0.jpg", lr[0]), ("frame_1.png", lr[1]), ("frame_2", lr[2])]
+    assert match_ids(lr, [("frame_0.jpg", None), ("frame_1.png", None), ("frame_2", None)]) == [
+        ("frame_0.jpg", None, lr[0]), ("frame_1.png", None, lr[1]), ("frame_2", None, lr[2])]
     sample = write_rows(test_set / "sample.csv", [("frame_0.jpg", "x", "1"), ("frame_1", "x", "2"), ("frame_2", "x", "3")],
                         header=("id", "Encoded_Image", "Usage"))             # extra columns are fine
     out = test_set / "new" / "dir" / "s.csv"                                 # parents are made
     assert write_submission(test_set / "png", test_set / "lr", out, sample_csv=sample)[0] == 3
     assert out.stat().st_mode & 0o777 == 0o644
-    assert [name for name, _ in iter_rows(out)] == ["frame_0.jpg", "frame_1", "frame_2"]
+    assert [name for name, _, _ in iter_rows(out)] == ["frame_0.jpg", "frame_1", "frame_2"]
     strangers = write_rows(test_set / "strangers.csv", [(f"ghost_{k}", "x") for k in range(7)] + [("frame_0", "x")])
     with pytest.raises(SubmissionError, match=r"7 of 8 ids match no test image .* e\.g\. ghost_0, ghost_1, ghost_2, "
                                               r"ghost_3, ghost_4$"):
@@ -138,15 +138,16 @@ def test_id_lookup_edge_cases_and_empty_files(test_set):
     for name in ("a.jpg", "a.png", "shot.01.png"):
         write_png(lr / name, photo_crops(1, 16)[0])
     files = sorted(lr.iterdir())
-    by = dict(match_ids(files, ["a.jpg", "a.png", "shot.01", "shot.01.png"]))
+    by = {i: lr for i, _, lr in match_ids(files, [(i, None) for i in ("a.jpg", "a.png", "shot.01", "shot.01.png")])}
     assert by["a.jpg"].name == "a.jpg" and by["a.png"].name == "a.png"       # the exact name wins over the stem
     assert by["shot.01"].name == by["shot.01.png"].name == "shot.01.png"    # an id that is a stem with a dot
     empty = test_set / "empty.csv"
     empty.write_text("")
-    with pytest.raises(SubmissionError, match=r"empty.csv: header None is not id,Encoded_Image"):
+    known = r"header None is none of the known formats: id,Encoded_Image; id,filename,rle"
+    with pytest.raises(SubmissionError, match=rf"empty.csv: {known}"):
         read_sample_ids(empty)
-    with pytest.raises(SubmissionError, match=r"empty.csv: header None is not id,Encoded_Image"):
+    with pytest.raises(SubmissionError, match=rf"empty.csv: {known}"):
         list(iter_rows(empty))
     good = base64.b64encode((test_set / "png" / "frame_0.png").read_bytes()).decode()
     extra = write_rows(test_set / "extra.csv", [("frame_0.png", good, "kept")], header=("id", "Encoded_Image", "x"))
-    assert [name for name, _ in iter_rows(extra)] == ["frame_0.png"]
+    assert [name for name, _, _ in iter_rows(extra)] == ["frame_0.png"]

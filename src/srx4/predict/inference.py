@@ -48,6 +48,18 @@ def auto_tile(spec: ModelSpec, height: int, width: int, batch: int, device) -> i
     return min(tile, remembered) if remembered else tile
 
 
+def auto_batch(spec: ModelSpec, height: int, width: int, device, most: int = 64) -> int:
+    """Images of height x width per forward pass: about one GNR638 LR frame's pixels on a
+    CPU (batching whole frames there costs more in memory traffic than it saves), four on a
+    GPU, so 64 x 64 test crops run dozens at a time instead of one; within the memory
+    budget (no tiling of small images), at most `most`."""
+    device = torch.device(spec.runs_on or device)
+    pixels = max(1, height * width)
+    target = (4 if device.type == "cuda" else 1) * 480 * 270
+    fits = memory_budget(device) // max(spec.bytes_per_lr_pixel * pixels, 1)
+    return int(max(1, min(most, target // pixels, fits)))
+
+
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of an eval-mode model with every Conv2d -> BatchNorm2d pair in a
     Sequential merged into one Conv2d (torch's `fuse_conv_bn_eval`: same outputs,
