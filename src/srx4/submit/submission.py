@@ -100,9 +100,9 @@ def choose_format(sample_csv=None, wanted: str = "auto"):
     return FORMATS["png" if wanted == "auto" else wanted], None
 
 
-def rle_cell(data: bytes, name: str, fmt: Format) -> bytes:
-    """PNG bytes -> the rle cell, checked by decoding it back to exactly the PNG's pixels."""
-    rgb = decode_image(data, name)                                       # (H, W, 3) RGB
+def rle_cell(rgb: np.ndarray, name: str, fmt: Format) -> bytes:
+    """A decoded PNG, uint8 (H, W, 3) RGB -> the rle cell, checked by decoding it back to
+    exactly these pixels."""
     cell = encode_rle(rgb, fmt.literal)
     if not np.array_equal(decode_rle(cell, *rgb.shape[:2]), rgb):
         raise SubmissionError(f"{name}: its rle cell does not decode back to its pixels")
@@ -113,13 +113,14 @@ def png_for(png_dir: Path, lr_path: Path) -> Path:
     return png_dir / f"{lr_path.stem}.png"
 
 
-def check_png(data: bytes, name: str, lr_path: Path, scale: int):
-    """Decode PNG bytes fully and check the size is scale x the LR's."""
+def check_png(data: bytes, name: str, lr_path: Path, scale: int) -> np.ndarray:
+    """Decode PNG bytes fully, check the size is scale x the LR's; the RGB image."""
     img = decode_image(data, name)
     lr_w, lr_h = image_size(lr_path)
     if img.shape[:2] != (lr_h * scale, lr_w * scale):
         raise SubmissionError(f"{name}: {img.shape[1]}x{img.shape[0]} is not {scale} x "
                               f"{lr_w}x{lr_h} ({lr_path.name})")
+    return img
 
 
 def write_submission(png_dir, lr_dir, out_csv, scale=4, sample_csv=None, allow_missing=False, workers=None,
@@ -147,9 +148,9 @@ def write_submission(png_dir, lr_dir, out_csv, scale=4, sample_csv=None, allow_m
             return row_id, None, f"{png}: missing prediction for {lr_path.name}"
         data = png.read_bytes()
         try:
-            check_png(data, str(png), lr_path, scale)
+            rgb = check_png(data, str(png), lr_path, scale)
             if form.name == "rle":
-                return row_id, csv_field(filename or lr_path.name) + b"," + rle_cell(data, str(png), form), None
+                return row_id, csv_field(filename or lr_path.name) + b"," + rle_cell(rgb, str(png), form), None
         except (ImageError, SubmissionError) as err:
             return row_id, None, str(err)
         return row_id, base64.b64encode(data), None
