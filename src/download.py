@@ -15,6 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from srx4.core import paths
 from srx4.core.cli import option, parse_config, run_main
 from srx4.core.errors import FlagError
 from srx4.image.codec import list_images
@@ -97,6 +98,7 @@ def main(argv=None):
     except KaggleError:
         total = None               # the listing is only for the ETA
     print(download_with_progress(config.competition, out, total))
+    (out / paths.COMPETITION_FILE).write_text(config.competition + "\n")   # score.py names its leaderboard figure
     for archive in sorted(out.glob("*.zip")):
         unzip_with_progress(archive, out)
         print(f"unzipped {archive.name}")

@@ -10,7 +10,9 @@ Out: per-image and mean figures under both protocols of `srx4/image/scoring.py`
      SSIM. The worst five images, a per-image CSV (--output, default beside
      the input) and a report page beside it (<name>_report.html: the tables,
      and crops of the images where the model gains least and most over
-     bicubic). A grey ground truth: see the grey rule in scoring.py.
+     bicubic). A grey ground truth: see the grey rule in scoring.py. A last
+     line names the leaderboard's own figure (--metric; auto = the competition's:
+     PSNR for SRGB, PSNR + 40 SSIM for GNR638). Reads both CSV formats (png, rle).
 Speed: about 1 s per 1080p frame on 2 CPU cores with both protocols and the
      bicubic line (benchmarks/bench_score.py); float64 on a CPU, float32 on a GPU.
 
@@ -35,7 +37,8 @@ from srx4.image.codec import ImageError, image_size, list_images, read_image
 from srx4.core.system import resolve_device
 from srx4.core.progress import progress
 from srx4.runs.html import Cases, case_crops, table_html, write_report
-from srx4.image.scoring import PROTOCOLS, bicubic_prediction, score_images
+from srx4.image.scoring import (COMPETITION_METRICS, LEADERBOARD_COLUMNS, PROTOCOLS, bicubic_prediction,
+                                leaderboard_metric, score_images)
 from srx4.submit.submission import SubmissionError, iter_rows
 
 
@@ -49,6 +52,9 @@ class ScoreConfig:
     scale: int = option(4, "the upscale factor, for the papers' border shave (taken from the LR files when there)")
     device: str = option("auto", "auto, cpu or cuda (float64 on a CPU, float32 on a GPU)")
     output: str = option("", "per-image CSV (default: <predictions>_scores.csv)")
+    metric: str = option("auto", "the leaderboard's figure to name: psnr+40ssim (GNR638) or psnr (SRGB); auto = "
+                                 "the competition's, found under the Kaggle input or in data/competition.txt",
+                         choices=["auto", *LEADERBOARD_COLUMNS])
     quiet: bool = option(False, "no progress bar")
 
 
@@ -186,6 +192,13 @@ def main(argv=None):
         raise JobFailed(f"{source}: no predictions to score")
     table = pd.DataFrame(rows)
     print("\n".join(summary_lines(table, protocols, scale)))
+    metric, why = leaderboard_metric(config.metric, paths.competition_slug(COMPETITION_METRICS))
+    column = LEADERBOARD_COLUMNS[metric]
+    if column in table:
+        line = f"leaderboard figure ({metric}; {why}): {table[column].mean():.4f}"
+        if f"bicubic_{column}" in table:
+            line += f" vs bicubic {table[f'bicubic_{column}'].mean():.4f}"
+        print(line)
     out = Path(config.output) if config.output else source.parent / f"{source.stem}_scores.csv"
     atomic_write_text(out, table.to_csv(index=False, float_format="%.9f"))
     page = out.with_name(out.name.removesuffix("_scores.csv").removesuffix(".csv") + "_report.html")

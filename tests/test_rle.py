@@ -135,9 +135,18 @@ def test_cli_writes_rle_and_score_reads_it_like_the_pngs(srgb_like):
     done = run_script("make_submission.py", "--input", srgb_like / "pred", "--lr-dir", srgb_like / "lr", "--output",
                       srgb_like / "sub.csv", "--format", "rle", "--sample", "none", work=srgb_like)
     assert "(id,filename,rle): 3 rows" in done.stdout
+    (srgb_like / "data").mkdir()
+    (srgb_like / "data" / "competition.txt").write_text("super-resolution-in-video-games\n")  # as download.py writes
     scores = {}
     for source in ("sub.csv", "pred"):
-        run_script("score.py", srgb_like / source, "--hr", hr, "--lr", srgb_like / "lr", "--output",
-                   srgb_like / f"{source}_scores.csv", work=srgb_like)
+        done = run_script("score.py", srgb_like / source, "--hr", hr, "--lr", srgb_like / "lr", "--output",
+                          srgb_like / f"{source}_scores.csv", work=srgb_like)
         scores[source] = read_csv(srgb_like / f"{source}_scores.csv")
+        psnr = np.mean([float(r[1]) for r in scores[source][1:]])            # the psnr column
+        assert (f"leaderboard figure (psnr; the leaderboard of super-resolution-in-video-games): {psnr:.4f}"
+                in done.stdout)
     assert scores["sub.csv"] == scores["pred"] and len(scores["pred"]) == 4
+    assert scores["pred"][0][1] == "psnr"
+    done = run_script("score.py", srgb_like / "pred", "--hr", hr, "--metric", "psnr+40ssim", "--output",
+                      srgb_like / "again.csv", work=srgb_like)
+    assert "leaderboard figure (psnr+40ssim; --metric)" in done.stdout

@@ -111,6 +111,24 @@ def find_sample_submission():
     return None
 
 
+COMPETITION_FILE = "competition.txt"       # download.py writes the slug there, beside the data
+
+
+def competition_slug(known) -> str:
+    """The competition this data is from, when it is one of `known` slugs: on Kaggle a folder
+    of that name under /kaggle/input (or input/competitions), else data/competition.txt; ""."""
+    if on_kaggle():
+        for root in (kaggle_root() / "input", kaggle_root() / "input" / "competitions"):
+            for slug in known:
+                if (root / slug).is_dir():
+                    return slug
+    try:
+        slug = (work_dir() / "data" / COMPETITION_FILE).read_text().strip()
+    except OSError:
+        return ""
+    return slug if slug in known else ""
+
+
 def default_test_dir() -> Path:
     """Test LR images: Kaggle input, else data/test/lr, else the demo's test LR."""
     if on_kaggle():

@@ -118,6 +118,22 @@ def bicubic_prediction(lr: np.ndarray, scale: int, device="cpu") -> np.ndarray:
     return up[0].cpu().numpy() if lr.ndim == 2 else up.permute(1, 2, 0).cpu().numpy()
 
 
+# The figure each leaderboard shows, and the column that holds it (competition protocol).
+LEADERBOARD_COLUMNS = {"psnr+40ssim": "score", "psnr": "psnr"}
+COMPETITION_METRICS = {"gnr638": "psnr+40ssim", "gnr-638": "psnr+40ssim",
+                       "super-resolution-in-video-games": "psnr"}
+
+
+def leaderboard_metric(wanted: str, slug: str = ""):
+    """(metric, why) for --metric `wanted` (auto: the known competition's own figure, else
+    GNR638's PSNR + 40 SSIM, this repo's first competition)."""
+    if wanted != "auto":
+        return wanted, "--metric"
+    if slug in COMPETITION_METRICS:
+        return COMPETITION_METRICS[slug], f"the leaderboard of {slug}"
+    return "psnr+40ssim", "no known competition found: GNR638's figure"
+
+
 # What validation records per image: the competition's three columns and the papers' PSNR
 # (the Gaussian SSIM is left to evaluate.py: validation stays cheap).
 VALIDATION_COLUMNS = ("psnr", "psnr_y", "ssim", "score")

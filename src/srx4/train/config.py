@@ -89,6 +89,8 @@ class TrainConfig:
     sample_every: int = option(5, "write an LR | bicubic | SR | HR picture every N epochs")
     tracker: str = option("", "also log to tensorboard (logs/<run>/tensorboard) or mlflow (logs/mlflow.db); "
                               "needs requirements-extras.txt", choices=TRACKERS)
+    metric: str = option("auto", "the leaderboard figure the summary names: psnr+40ssim (GNR638) or psnr (SRGB); "
+                                 "auto = the competition's, when it is a known one", choices=["auto", "psnr+40ssim", "psnr"])
     select: str = option("psnr", "what picks the best weights (and --patience watches): psnr, or score = "
                                  "PSNR + 40 SSIM (the GNR638 leaderboard's figure)", choices=["psnr", "score"])
     patience: int = option(0, "stop after N epochs without a better validation figure (--select) (0 = never)")

@@ -25,7 +25,8 @@ from srx4.core.progress import progress
 from srx4.data.patches import samples_per_epoch
 from srx4.data.train_data import TrainData
 from srx4.image.codec import to_float
-from srx4.image.scoring import VALIDATION_COLUMNS, Validation
+from srx4.image.scoring import (COMPETITION_METRICS, LEADERBOARD_COLUMNS, VALIDATION_COLUMNS, Validation,
+                                leaderboard_metric)
 from srx4.models import Bicubic
 from srx4.models.weights import MODEL_CONFIG_NAME, WEIGHTS_NAME, save_weights
 from srx4.predict.inference import predict_estimate_line, prepare_model
@@ -315,13 +316,17 @@ class Trainer:
         worse = gain < 0
         if worse:
             log(bicubic_warning(final.psnr, bicubic.psnr, data.guard_on))
+        metric, why = leaderboard_metric(self.cfg.metric, paths.competition_slug(COMPETITION_METRICS))
+        column = LEADERBOARD_COLUMNS[metric]
+        leaderboard = {"metric": metric, "why": why, "model": final.figure(column), "bicubic": bicubic.figure(column)}
+        log(f"leaderboard figure ({metric}; {why}): {leaderboard['model']:.3f} vs bicubic {leaderboard['bicubic']:.3f}")
         ranks = ranks_agree(self.rank, self.world, self.run_dir, scored,
                             (self.parts.plain_model, self.parts.eval_model), log)
         summary = {"run": self.run_dir.name, "best_epoch": state.best.get("epoch", 0), "best_subset": state.best,
                    "checked_on": data.guard_on, "model": final.figures(), "bicubic": bicubic.figures(), "gain_db": gain,
                    "worse_than_bicubic": worse, "stopped": stopped or "", "epochs_done": state.epoch,
                    "epoch_seconds": round(sum(float(r["seconds"]) for r in self.log.rows), 1),
-                   "skipped_steps": state.skipped_steps, "ranks": ranks}
+                   "skipped_steps": state.skipped_steps, "ranks": ranks, "leaderboard": leaderboard}
         if self.is_main:
             write_json(self.run_dir / SUMMARY_NAME, summary)
         self.views.finish(final, data.guard_set, state.bicubic, bicubic.by_name(), self.device, summary)
