@@ -171,11 +171,13 @@ def batches_by_size(items, batch_size):
     """Group consecutive decoded (path, image) items of one size into lists of at most
     batch_size(height, width) (an int: that many whatever the size)."""
     size_for = batch_size if callable(batch_size) else (lambda h, w: batch_size)
-    batch = []
+    batch, limit = [], 0
     for item in items:
-        if batch and (item[1].shape != batch[0][1].shape or len(batch) == size_for(*batch[0][1].shape[:2])):
+        if batch and (item[1].shape != batch[0][1].shape or len(batch) == limit):
             yield batch
             batch = []
+        if not batch:                        # the limit asked once a batch (it reads the free memory)
+            limit = size_for(*item[1].shape[:2])
         batch.append(item)
     if batch:
         yield batch

@@ -44,7 +44,6 @@ class Format:
 PNG = Format("png", ("id", "Encoded_Image"))
 RLE = Format("rle", ("id", "filename", "rle"))
 FORMATS = {f.name: f for f in (PNG, RLE)}
-HEADER = PNG.header
 
 
 def format_of_header(header, where) -> Format:
