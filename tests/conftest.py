@@ -60,16 +60,66 @@ TINY = ["--num-blocks", "1", "--channels", "8", "--batch-size", "4", "--patch-si
         "--device", "cpu", "--threads", "1", "--sample-every", "1"]
 
 
+# What an interpreter reads when it starts: a run that changes one of these starts cold.
+STARTUP_ENV = ("PYTHONPATH", "PYTHONHOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LD_PRELOAD")
+
+
+class WarmPython:
+    """tests/helpers/warm_python.py, started once per test process: each script run is a
+    child forked from an interpreter that has imported torch and matplotlib already."""
+
+    def __init__(self, env: dict):
+        self.env = env
+        self.proc = subprocess.Popen([sys.executable, str(REPO / "tests/helpers/warm_python.py")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                     cwd=REPO, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, argv, env, cwd, timeout):
+        import select
+        import signal
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+            request = {"script": argv[1], "args": argv[2:], "cwd": str(cwd), "env": env,
+                       "stdout": str(out), "stderr": str(err)}
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            pid = json.loads(self.proc.stdout.readline())["pid"]
+            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+            if not ready:
+                os.killpg(pid, signal.SIGKILL)
+            rc = json.loads(self.proc.stdout.readline())["rc"]
+            stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+        if not ready:
+            raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
+        return subprocess.CompletedProcess(argv, rc, stdout, stderr)
+
+
+_warm = {}
+
+
 def run_script(script: str, *args, work=None, env_extra=None, check=True, timeout=300, cwd=None):
-    """Run src/<script> in a subprocess with `work` as its writable root (logs/,
-    submissions/, data/); returns the CompletedProcess (text)."""
+    """Run src/<script> in a process of its own with `work` as its writable root (logs/,
+    submissions/, data/); returns the CompletedProcess (text). The process is forked from a
+    warm interpreter (WarmPython) unless the run changes what an interpreter reads when it
+    starts, or SRX4_COLD_SCRIPTS=1 asks for a fresh `python src/<script>` every time."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
     env.update(PYTHONUNBUFFERED="1", SRX4_KAGGLE_ROOT=str(Path(work or cwd or REPO) / "no-kaggle"))
     if work:
         env["SRX4_WORK_DIR"] = str(work)
     env.update(env_extra or {})
-    done = subprocess.run([sys.executable, str(REPO / "src" / script), *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=cwd or REPO)
+    argv = [sys.executable, str(REPO / "src" / script), *map(str, args)]
+    warm = (os.environ.get("SRX4_COLD_SCRIPTS", "") in ("", "0")
+            and all(env.get(k) == os.environ.get(k) for k in STARTUP_ENV))
+    if warm:
+        if not (_warm.get("server") and _warm["server"].alive()):
+            _warm["server"] = WarmPython({**os.environ, "PYTHONUNBUFFERED": "1"})
+        done = _warm["server"].run(argv, env, cwd or REPO, timeout)
+    else:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd or REPO)
     if check and done.returncode != 0:
         raise AssertionError(f"{script} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done

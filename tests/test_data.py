@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_pairs
+from conftest import BENCHMARKS, SHARED, make_pairs, needs_shared
 from srx4.data.patches import CHANNEL_ORDERS, EpochBatches, ImageCache, TrainPatches, collate_drop_none, crop_draws
 from srx4.data.device_patches import DevicePatches
 from srx4.image.codec import write_png
@@ -224,3 +224,26 @@ def test_modcrop_and_the_split_file_round_trip(tmp_path):
     assert describe_split(split) == (f"split: 28 train, 12 val (seed 3); numbered frames kept in blocks of 4 "
                                      f"consecutive frames, 3 blocks on the validation side (first {first[0]}..{first[1]})")
     assert describe_split(split_pairs(["a.png", "b.png", "c.png"], 0.4, 1)) == "split: 1 train, 2 val (seed 1)"
+
+
+@needs_shared("samples/gnr638")
+def test_pair_psnr_tells_true_pairs_from_swapped_ones():
+    """A real GNR638 pair (not a bicubic downscale) and a photo pair score well above 18 dB,
+    the same files crossed score far under it; an HR that is the bicubic upscale scores inf."""
+    from srx4.data.pair_check import PairCheck, pair_psnr
+    from srx4.image.codec import read_image
+    from srx4.image.resize import BicubicUpscale
+    frames = SHARED / "samples/gnr638"
+    lr, hr = read_image(frames / "lr/00029.png"), read_image(frames / "hr/00029.png")
+    photo_hr = read_image(BENCHMARKS / "Set14/HR/baboon.png")[:256, :256]
+    photo_lr = imresize(photo_hr, 1 / 4)
+    real, photo = pair_psnr(lr, hr, 4), pair_psnr(photo_lr, photo_hr, 4)
+    assert 20 < real < 35 and 18 < photo < 30, (real, photo)
+    crossed = pair_psnr(photo_lr, hr[:256, :256], 4)
+    assert crossed < 15, crossed
+    up = BicubicUpscale(4)(torch.from_numpy(photo_lr).permute(2, 0, 1)[None].float()).clamp(0, 255).round()
+    assert pair_psnr(photo_lr, up[0].permute(1, 2, 0).byte().numpy(), 4) == float("inf")
+    check = PairCheck(18.0)
+    assert check.record("real", real) and not check.record("crossed", crossed)
+    assert check.left_out() == ["crossed"] and check.worst(1) == [["crossed", round(crossed, 2)]]
+    assert PairCheck(0).record("crossed", crossed)

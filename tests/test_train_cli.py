@@ -78,10 +78,17 @@ def _model_state(path):
 
 
 @pytest.mark.slow
-def test_kill_minus_9_then_resume_gives_bit_identical_weights(tmp_path):
+@pytest.mark.parametrize("budget", [[], ["--ram-budget-gb", "1e-5", "--disk-budget-gb", "1e-5"]],
+                         ids=["cached", "streamed"])
+def test_kill_minus_9_then_resume_gives_bit_identical_weights(tmp_path, budget):
+    """Killed mid-epoch, resumed: the same weights as a run never stopped. Streamed: the RAM and
+    disk budgets (10.7 KB) far below the decoded set (77 KB), so no cache, the same promise."""
     data = make_pairs(tmp_path / "data", count=6)
-    args = ["--epochs", "2", "--patches-per-image", "60", "--checkpoint-every", "7", "--sample-every", "0"]
-    train(tmp_path, data, *args, "--run", "whole")
+    args = ["--epochs", "2", "--patches-per-image", "60", "--checkpoint-every", "7", "--sample-every", "0", *budget]
+    out = train(tmp_path, data, *args, "--run", "whole").stdout
+    if budget:
+        assert "data path: streamed" in out and "over the RAM budget 0.00 GiB and the disk budget 0.00 GiB" in out
+        assert "image cache" not in out
     cmd = [sys.executable, str(REPO / "src/train.py"), "--data", str(data), *TINY, *args, "--run", "killed"]
     env = {"SRX4_WORK_DIR": str(tmp_path), "SRX4_KAGGLE_ROOT": str(tmp_path / "none"), "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -232,3 +239,36 @@ def test_progress_off_a_terminal_is_a_plain_line_a_minute(capsys):
     assert list(quiet) == [0, 1, 2] and capsys.readouterr().err == ""      # nothing before a minute
     assert isinstance(progress(range(2)), PlainProgress)                    # pytest's stderr is not a TTY
     assert list(progress(range(2), quiet=True)) == [0, 1]
+
+
+def test_a_swapped_pair_is_caught_named_and_left_out(tmp_path):
+    """Two HR files swapped among real pairs: the bicubic check scores both under 18 dB, names
+    them in the log, hygiene.json and report.html, and no sample of theirs is trained on;
+    --min-pair-psnr 0 keeps them."""
+    folder = make_pairs(tmp_path / "data", count=8)
+    one, two = folder / "hr/img_001.png", folder / "hr/img_002.png"       # crops of two different photos
+    swapped = two.read_bytes()
+    two.write_bytes(one.read_bytes())
+    one.write_bytes(swapped)
+    out = train(tmp_path, folder, "--epochs", "1", "--val-fraction", "0.25", "--run", "dirty").stdout
+    report = json.loads((tmp_path / "logs/dirty/hygiene.json").read_text())
+    check = report["pair_check"]
+    assert check["left_out"] == ["img_001.png", "img_002.png"] and check["measured"] == 8
+    assert {n for n, _ in check["worst"][:2]} == {"img_001.png", "img_002.png"}
+    assert all(v < 18 for _, v in check["worst"][:2]) and all(v >= 18 for _, v in check["worst"][2:])
+    named = report["problems"]["LR not HR's downscale (bicubic PSNR under --min-pair-psnr)"]
+    assert [n.split()[0] for n in named] == ["img_001.png", "img_002.png"] and report["used"] == 6
+    assert "pair check (bicubic LR vs HR)" in out and "under 18 dB left out: 2" in out and "img_001.png" in out
+    split = json.loads((tmp_path / "logs/dirty/split.json").read_text())
+    in_train = len({"img_001.png", "img_002.png"} & set(split["train"]))
+    rows = list(csv.DictReader(open(tmp_path / "logs/dirty/metrics.csv")))
+    assert int(rows[0]["dropped_samples"]) == 2 * in_train            # TINY: 2 patches per image an epoch
+    page = (tmp_path / "logs/dirty/report.html").read_text()
+    assert 'id="pairs"' in page and "img_001.png" in page.split('id="pairs"')[1]
+
+    kept = train(tmp_path, folder, "--epochs", "1", "--val-fraction", "0.25", "--run", "kept",
+                 "--min-pair-psnr", "0").stdout
+    report = json.loads((tmp_path / "logs/kept/hygiene.json").read_text())
+    assert report["pair_check"]["left_out"] == [] and report["used"] == 8 and "none left out" in kept
+    rows = list(csv.DictReader(open(tmp_path / "logs/kept/metrics.csv")))
+    assert int(rows[0]["dropped_samples"]) == 0

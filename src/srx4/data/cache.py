@@ -274,16 +274,17 @@ class ImageCache:
 
 
 class CacheView:
-    """Some images of a cache, re-indexed 0..n-1 (the training or the validation side)."""
+    """Some images of a cache, re-indexed 0..n-1 (the training or the validation side);
+    those in `left_out` (view indices: dirty pairs) read as None, like an undecodable file."""
 
-    def __init__(self, cache: ImageCache, indices):
-        self.cache, self.indices = cache, list(indices)
+    def __init__(self, cache: ImageCache, indices, left_out=()):
+        self.cache, self.indices, self.left_out = cache, list(indices), frozenset(left_out)
 
     def __len__(self):
         return len(self.indices)
 
     def __getitem__(self, i):
-        return self.cache[self.indices[i]]
+        return None if i in self.left_out else self.cache[self.indices[i]]
 
     def shape(self, i):
         return self.cache.shape(self.indices[i])

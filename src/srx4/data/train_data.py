@@ -12,7 +12,10 @@ image once into one `ImageCache` (shared by the DDP ranks) and exposes:
   to epoch by its sampler (`EpochBatches.set_epoch`).
 """
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,10 +24,17 @@ from srx4.core import layout
 from srx4.core.errors import DataError, MissingData, RunStopped
 from srx4.data.patches import EpochBatches, TrainPatches, WholeImages, collate_drop_none
 from srx4.data.device_patches import DevicePatches, fits, image_bytes
-from srx4.data.cache import CacheView, ImageCache
+from srx4.core.system import available_ram_bytes
+from srx4.data.cache import DISK_MARGIN, CacheView, ImageCache, default_cache_dir
+from srx4.data.stream import WINDOW, FilePairs, StreamEpoch, StreamWindows, choose_loading
+from srx4.core.progress import progress
+from srx4.data.pair_check import REASON as PAIR_REASON, PairCheck, pair_psnr
 from srx4.data.pairs import describe_split, save_split, scan_pairs, split_pairs
 
-GUARD_TRAIN_IMAGES = 16   # no validation split: the bicubic check scores this many training images
+GUARD_TRAIN_IMAGES = 16
+UNDECODABLE = "undecodable (skipped and counted as dropped)"
+LOADING = {"ram": "decoded once into a cache in RAM", "disk": "decoded once into a cache file on disk",
+           "stream": "streamed: decoded in the workers each epoch, no cache"}   # no validation split: the bicubic check scores this many training images
 
 
 def worker_count(requested: int, device_type: str, world: int, cpus: int = None) -> int:
@@ -64,32 +74,27 @@ class TrainData:
         if rank == 0:
             save_split(split, run_dir / layout.SPLIT)
 
-        # one cache for every image: train LR, train HR, val LR, val HR (HR header size = scale x LR)
         names = split["train"] + split["val"]
-        lr_sizes = [by_name[n].lr_size for n in names]
-        s = cfg.scale
-        cache = ImageCache([by_name[n].lr_path for n in names] + [by_name[n].hr_path for n in names],
-                           lr_sizes + [(w * s, h * s) for (w, h) in lr_sizes],
-                           ram_budget=None if cfg.ram_budget_gb < 0 else int(cfg.ram_budget_gb * (1 << 30)),
-                           cache_dir=cfg.cache_dir or None, desc="decode", shared=world > 1,
-                           builder=rank == 0, log=log)
-        self.cache = cache
-        t, v = len(split["train"]), len(split["val"])
-        n = len(names)
-        train_lr, train_hr = CacheView(cache, range(t)), CacheView(cache, range(n, n + t))
-        val_lr, val_hr = CacheView(cache, range(t, n)), CacheView(cache, range(n + t, 2 * n))
-        # a pair with an undecodable side is left out (named once, by the file that failed)
-        failed_pairs = sorted({k % n for k, path in enumerate(cache.paths) if path in cache.failures})
-        for k in failed_pairs:
-            side = "lr" if cache.paths[k] in cache.failures else "hr"
-            hygiene.add("undecodable (skipped and counted as dropped)", f"{side}/{names[k]}")
-        hygiene.used = n - len(failed_pairs)
-        self.hygiene = hygiene
+        t, v, n, s = len(split["train"]), len(split["val"]), len(names), cfg.scale
+        lr_sizes = [by_name[n_].lr_size for n_ in names]
+        self.pair_check = PairCheck(cfg.min_pair_psnr)
+        self.hygiene, self.cache, self.stream = hygiene, None, None
+        self.loading, why = choose_loading(sum(3 * w * h * (1 + s * s) for w, h in lr_sizes), self._ram_budget(),
+                                           self._disk_budget(), world, cfg.loading)
+        log(f"data path: {LOADING[self.loading]} ({why})")
+        if self.loading == "stream":
+            train_lr, train_hr, val_lr, val_hr = self._streamed(split, by_name)
+        else:
+            train_lr, train_hr, val_lr, val_hr = self._cached(split, by_name, lr_sizes, world, rank)
         log(hygiene.summary())
-        log.write_hygiene(hygiene, {"split": {"train": t, "val": v}})
+        log(self.pair_check.line())
+        self._write_hygiene()
         log(describe_split(split))
-        self.train_set = TrainPatches(train_lr, train_hr, s, cfg.patch_size, cfg.seed, cfg.patches_per_image,
-                                      cfg.colour_augment)
+        if self.stream is None:
+            self.train_set = TrainPatches(train_lr, train_hr, s, cfg.patch_size, cfg.seed, cfg.patches_per_image,
+                                          cfg.colour_augment)
+        else:
+            self.train_set = self.stream
         self.val_set = WholeImages(split["val"], val_lr, val_hr)
         limit = cfg.val_limit
         if v and limit and limit < v:   # a fixed seeded subset, in name order (same sizes batch together)
@@ -110,8 +115,99 @@ class TrainData:
             chosen = np.random.default_rng([cfg.seed, 13]).choice(t, size=count, replace=False)
             self.guard_set = WholeImages(split["train"], train_lr, train_hr)
             self.guard_indices, self.guard_on = sorted(int(i) for i in chosen), "training images (no validation split)"
-        self._device_data(cfg)
         self._loader, self.sampler = None, None
+        if self.stream is None:
+            self._device_data(cfg)
+        elif cfg.device_data == "on":
+            raise DataError("--device-data on: the training images do not fit the memory budget (streaming path); "
+                            "pass --device-data auto or off")
+        else:
+            self.device_patches = None
+
+    def _ram_budget(self) -> int:
+        gb = self.cfg.ram_budget_gb
+        return available_ram_bytes() // 2 if gb < 0 else int(gb * (1 << 30))
+
+    def _disk_budget(self) -> int:
+        gb = self.cfg.disk_budget_gb
+        if gb >= 0:
+            return int(gb * (1 << 30))
+        folder = Path(self.cfg.cache_dir) if self.cfg.cache_dir else default_cache_dir()
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        return max(0, shutil.disk_usage(folder).free - DISK_MARGIN)
+
+    def _cached(self, split, by_name, lr_sizes, world, rank):
+        """One cache for every image (train LR, train HR, val LR, val HR), every pair checked
+        once it is decoded. Returns the four views, dirty and undecodable pairs reading None."""
+        cfg, log, hygiene = self.cfg, self.log, self.hygiene
+        names = split["train"] + split["val"]
+        t, n, s = len(split["train"]), len(names), cfg.scale
+        cache = ImageCache([by_name[n_].lr_path for n_ in names] + [by_name[n_].hr_path for n_ in names],
+                           lr_sizes + [(w * s, h * s) for (w, h) in lr_sizes],
+                           ram_budget=self._ram_budget() if self.loading == "ram" else 0,
+                           cache_dir=cfg.cache_dir or None, desc="decode", shared=world > 1,
+                           builder=rank == 0, log=log)
+        self.cache = cache
+        # a pair with an undecodable side is left out (named once, by the file that failed)
+        failed_pairs = sorted({k % n for k, path in enumerate(cache.paths) if path in cache.failures})
+        for k in failed_pairs:
+            side = "lr" if cache.paths[k] in cache.failures else "hr"
+            hygiene.add(UNDECODABLE, f"{side}/{names[k]}")
+        # and so is a pair whose LR is not its HR's downscale (a swapped or mismatched file)
+        failed = set(failed_pairs)
+        dirty = self._check_pairs(names, [k for k in range(n) if k not in failed])
+        for k in dirty:
+            hygiene.add(PAIR_REASON, f"{names[k]} ({self.pair_check.measured[names[k]]:.1f} dB)")
+        hygiene.used = n - len(failed_pairs) - len(dirty)
+        return (CacheView(cache, range(t), left_out=[k for k in dirty if k < t]),
+                CacheView(cache, range(n, n + t), left_out=[k for k in dirty if k < t]),
+                CacheView(cache, range(t, n), left_out=[k - t for k in dirty if k >= t]),
+                CacheView(cache, range(n + t, 2 * n), left_out=[k - t for k in dirty if k >= t]))
+
+    def _streamed(self, split, by_name):
+        """No cache: the training pairs decoded by the workers a window at a time (srx4.data.stream),
+        the validation pairs read when scored; each pair checked when first decoded."""
+        cfg = self.cfg
+        train, val = split["train"], split["val"]
+        self.stream = StreamWindows(train, [by_name[n].lr_path for n in train], [by_name[n].hr_path for n in train],
+                                    cfg.scale, cfg.patch_size, cfg.seed, cfg.patches_per_image, cfg.colour_augment,
+                                    cfg.min_pair_psnr)
+        self._found = {}            # name -> reason, for the pairs found bad while streaming
+        self.hygiene.used = len(train) + len(val)
+
+        def files(names):
+            return FilePairs(names, [by_name[n].lr_path for n in names], [by_name[n].hr_path for n in names],
+                             [by_name[n].lr_size for n in names], cfg.scale, cfg.min_pair_psnr, self._streamed_report)
+        train_files, val_files = files(train), files(val)
+        return train_files.lr, train_files.hr, val_files.lr, val_files.hr
+
+    def _streamed_report(self, psnr: dict, failures: dict):
+        """A window's findings, merged into the run's pair check and hygiene."""
+        for name, figure in psnr.items():
+            if not self.pair_check.record(name, figure) and name not in self._found:
+                self._found[name] = PAIR_REASON
+                self.hygiene.add(PAIR_REASON, f"{name} ({figure:.1f} dB)")
+        for name, failure in failures.items():
+            if name not in self._found:
+                self._found[name] = UNDECODABLE
+                self.hygiene.add(UNDECODABLE, name)
+                self.log(f"left out while streaming: {failure}")
+        self.hygiene.used = len(self.split["train"]) + len(self.split["val"]) - len(self._found)
+
+    def _write_hygiene(self):
+        self.log.write_hygiene(self.hygiene, {"split": {"train": len(self.split["train"]), "val": len(self.split["val"])},
+                                              "loading": self.loading, "pair_check": self.pair_check.summary()})
+
+    def _check_pairs(self, names, indices) -> list:
+        """Score every decoded pair's bicubic upscale against its HR (threads: torch lets go of
+        the GIL); returns the indices of the pairs left out."""
+        n, s, cache = len(names), self.cfg.scale, self.cache
+        one = lambda k: pair_psnr(cache[k], cache[n + k], s)   # noqa: E731
+        with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+            figures = list(progress(pool.map(one, indices), total=len(indices), desc="pair check", unit="pair",
+                                    leave=False, quiet=len(indices) < 50))
+        return [k for k, psnr in zip(indices, figures) if not self.pair_check.record(names[k], psnr)]
 
     def _device_data(self, cfg):
         self.device_patches = None
@@ -129,6 +225,8 @@ class TrainData:
     def epoch_batches(self, epoch: int, start: int):
         """An iterable of (batch or None, dropped) for this rank, from sample `start` of `epoch`."""
         cfg = self.cfg
+        if self.stream is not None:
+            return self._stream_batches(epoch, start)
         if self.sampler is None:
             self.sampler = EpochBatches(len(self.train_set), cfg.batch_size, cfg.seed, epoch, start,
                                         self.rank, self.world)
@@ -144,10 +242,36 @@ class TrainData:
                      if workers else "data: loaded in the main process")
         return self._loader
 
+    def _stream_batches(self, epoch: int, start: int):
+        cfg = self.cfg
+        if self.sampler is None:
+            self.sampler = StreamEpoch(len(self.stream.names), cfg.patches_per_image, cfg.batch_size, cfg.seed,
+                                       self.rank, self.world)
+            self.sampler.on_report = self._streamed_report
+        self.sampler.set_epoch(epoch, start)
+        if self._loader is None:
+            workers = worker_count(cfg.workers, self.device.type, self.world)
+            self._loader = torch.utils.data.DataLoader(
+                self.stream, batch_size=None, sampler=self.sampler, num_workers=workers,
+                pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+                prefetch_factor=2 if workers else None)
+            self.log(f"data: streamed by {workers} DataLoader worker(s) per process, {WINDOW} pairs a window, "
+                     f"{cfg.patches_per_image} patches from each decoded image" if workers else
+                     f"data: streamed in the main process, {WINDOW} pairs a window")
+        found = len(self._found)
+
+        def batches():
+            yield from self.sampler.batches(self._loader)
+            if len(self._found) != found or epoch == 0:
+                self.log(self.pair_check.line())
+            self._write_hygiene()
+        return batches()
+
     def close(self):
         """Stop the workers and release the cache (the last process deletes its file)."""
         loader, self._loader = self._loader, None
         if loader is not None and getattr(loader, "_iterator", None) is not None:
             loader._iterator._shutdown_workers()
         self.device_patches = None
-        self.cache.close()
+        if self.cache is not None:
+            self.cache.close()

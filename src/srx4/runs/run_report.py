@@ -10,6 +10,8 @@ case_source(index) -> (lr, bicubic, sr, hr) for the images shown as crops.
 """
 import dataclasses
 import functools
+import json
+from pathlib import Path
 from typing import Optional
 
 from srx4.core import layout
@@ -71,6 +73,9 @@ def write_run_report(run_dir, cfg, rows, bicubic: dict, model_images, bicubic_im
     elif last.get("val_psnr"):
         cards += [("validation PSNR (this epoch)", f"{float(last['val_psnr']):.3f} dB"),
                   ("bicubic", f"{bicubic['psnr']:.3f} dB" if bicubic else "-")]
+    board = (summary or {}).get("leaderboard")
+    if board:
+        cards.append((f"leaderboard figure ({board['metric']})", f"{board['model']:.3f} vs bicubic {board['bicubic']:.3f}"))
     if summary and summary.get("worse_than_bicubic"):
         cards.append(("WARNING", "worse than bicubic"))
     image_columns = ["image", "gain (dB)"] + [f"{who} {c}" for c in FIGURES for who in ("bicubic", "model")]
@@ -84,7 +89,33 @@ def write_run_report(run_dir, cfg, rows, bicubic: dict, model_images, bicubic_im
          + "</div>"),
         ("Settings", config_html(dataclasses.asdict(cfg))),
     ]
+    data = data_section(run_dir)
+    if data:
+        sections.insert(3, ("Data: files left out and the least alike pairs", data))
     write_report(run_dir / REPORT_NAME, f"run {run_dir.name}", f"{run_dir}", cards, sections, cases)
+
+
+def data_section(run_dir) -> str:
+    """hygiene.json as HTML: what was left out and why, and the pairs whose bicubic-upscaled
+    LR is farthest from their HR (srx4.data.pair_check); '' when the run wrote none."""
+    try:
+        hygiene = json.loads((Path(run_dir) / layout.HYGIENE).read_text())
+    except (OSError, ValueError):
+        return ""
+    problems = [{"reason": reason, "files": len(names), "first": ", ".join(names[:5])}
+                for reason, names in sorted(hygiene.get("problems", {}).items())]
+    html = f"<p>{hygiene.get('used', 0)} pairs used.</p>"
+    if problems:
+        html += table_html(problems, ["reason", "files", "first"], formats={})
+    check = hygiene.get("pair_check") or {}
+    if check.get("worst"):
+        left = set(check.get("left_out", []))
+        rows = [{"pair": n, "bicubic PSNR (dB)": v, "left out": "yes" if n in left else ""} for n, v in check["worst"]]
+        html += (f"<p>{check['measure']}: median {check.get('median')} dB over {check['measured']} pairs; "
+                 f"pairs under {check['min_pair_psnr']:g} dB are left out (--min-pair-psnr).</p>"
+                 + table_html(rows, ["pair", "bicubic PSNR (dB)", "left out"], formats={"bicubic PSNR (dB)": ".2f"},
+                              table_id="pairs"))
+    return html
 
 
 class RunViews:

@@ -97,6 +97,12 @@ class TrainConfig:
     time_limit: float = option(0.0, "stop cleanly after this many hours, with the learning rate annealed to that "
                                     "point and a last validation (0 = none)")
     max_bad_steps: int = option(20, "stop when this many steps in a row have a non-finite loss")
+    min_pair_psnr: float = option(18.0, "leave out pairs whose bicubic-upscaled LR scores under this RGB PSNR (dB) "
+                                  "against their HR: swapped or mismatched files (0 = keep every pair)")
+    loading: str = option("auto", "where the decoded images live: auto (a cache in RAM, else on disk, else streamed "
+                          "when the set fits neither budget), cache, or stream", choices=["auto", "cache", "stream"])
+    disk_budget_gb: float = option(-1.0, "on-disk image cache up to this size, else streamed (-1 = the free disk "
+                                   "of --cache-dir less 1 GiB)")
     ram_budget_gb: float = option(-1.0, "decoded-image cache in RAM up to this size, else on disk (-1 = half the free RAM)")
     cache_dir: str = option("", "folder for the on-disk image cache, shared by the ranks and removed at exit "
                                 "(default: the system temp folder; never Kaggle's /kaggle/working)")

@@ -158,7 +158,7 @@ class Trainer:
         if self.state.bicubic is None and has_val:
             bicubic = self._validate(Bicubic(cfg.scale).to(self.device), data.val_set, data.val_subset, "bicubic")
             self.state.bicubic, self.state.bicubic_images = bicubic.figures(), bicubic.by_name()
-            dropped = f" ({bicubic.dropped} undecodable left out)" if bicubic.dropped else ""
+            dropped = f" ({bicubic.dropped} undecodable or dirty pairs left out)" if bicubic.dropped else ""
             log(f"bicubic on the {bicubic.images} validation images scored each epoch{dropped}: PSNR "
                 f"{bicubic.psnr:.3f} dB, score {bicubic.score:.3f}")
         self._predict_estimate()
