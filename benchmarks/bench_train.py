@@ -8,9 +8,14 @@ held on the device with the crops gathered there; AMP + channels-last on CUDA.
 Also times each data pipeline alone against the model alone (data must feed
 at least 3x what the model consumes) and reports model FLOPs
 utilisation (SRResNet-16: 2.218 M multiply-adds per LR pixel forward, x3 to train).
+And the streaming path (train.py --loading stream, the set bigger than RAM and disk):
+pairs decoded and checked in the workers, 16 a window, 64 patches from each decode,
+against the decoded cache on the same data, both with the model and alone over one
+whole epoch (every decode paid).
 
     python benchmarks/bench_train.py --steps 6                      # CPU
     python benchmarks/bench_train.py --device cuda --steps 100 --peak-tflops 989
+    python benchmarks/bench_train.py --workers 3 --steps 40    # Kaggle's 4 vCPUs: 3 workers a GPU
 """
 import argparse
 import itertools
@@ -27,6 +32,7 @@ from PIL import Image
 from common import machine, sample_dir
 from srx4.data.patches import EpochBatches, ImageCache, TrainPatches, collate_drop_none
 from srx4.data.device_patches import DevicePatches
+from srx4.data.stream import WINDOW, StreamEpoch, StreamWindows
 from srx4.image.codec import to_float
 from srx4.train.step import train_step
 from srx4.image.codec import image_size, list_images
@@ -115,6 +121,23 @@ def main():
     def device_batches():  # the images already on the device: one gather per side per batch
         return ((to_float(b[0], device), to_float(b[1], device)) for b, _ in map(on_device.batch, keys))
 
+    stream = StreamWindows([p.name for p, _ in pairs], [p for p, _ in pairs], [h for _, h in pairs], 4,
+                           args.patch_size, 42, 64, False, 18.0)
+    stream_epoch = StreamEpoch(len(pairs), 64, args.batch_size, 42)
+
+    def stream_batches(limit=args.steps + 2):   # decoded in the workers, no cache
+        stream_epoch.set_epoch(0, 0)
+        loader = torch.utils.data.DataLoader(stream, batch_size=None, sampler=stream_epoch, num_workers=workers,
+                                             pin_memory=device.type == "cuda", prefetch_factor=2 if workers else None)
+        batches = stream_epoch.batches(loader)
+        return ((to_float(b[0], device), to_float(b[1], device)) for b, _ in itertools.islice(batches, limit))
+
+    def cached_epoch():                           # the cached DataLoader over the same whole epoch
+        loader = torch.utils.data.DataLoader(patches, batch_sampler=EpochBatches(len(patches), args.batch_size, 42, 0),
+                                             num_workers=workers, collate_fn=collate_drop_none,
+                                             pin_memory=device.type == "cuda")
+        return ((to_float(b[0], device), to_float(b[1], device)) for b, _ in loader)
+
     def data_rate(batches):
         sync()
         start = time.perf_counter()
@@ -123,6 +146,7 @@ def main():
         return count / (time.perf_counter() - start)
 
     loader_data, device_data = data_rate(loader_batches), data_rate(device_batches)
+    epoch_cached, epoch_stream = data_rate(cached_epoch), data_rate(lambda: stream_batches(len(stream_epoch)))
     cuda = device.type == "cuda"
     amp_dtype = training_dtype(device, args.amp_dtype)    # a CPU: fp32 unless bf16/fp16 is asked for
     model = SRResNet().to(device).train()
@@ -135,6 +159,7 @@ def main():
     model_rate = run(lambda: itertools.repeat(one_batch, args.steps + 2), model, amp_dtype, scaler, cuda)
     loader_rate = run(loader_batches, model, amp_dtype, scaler, cuda)
     device_rate = run(device_batches, model, amp_dtype, scaler, cuda)
+    stream_rate = run(stream_batches, model, amp_dtype, scaler, cuda)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
@@ -151,6 +176,11 @@ def main():
     print(f"model alone (one batch reused):                  {model_rate:9.1f} samples/s")
     print(f"data alone: DataLoader {loader_data:9.1f} samples/s = {loader_data / model_rate:.1f}x the model's rate; "
           f"device gather {device_data:9.1f} samples/s = {device_data / model_rate:.1f}x")
+    print(f"streamed ({workers} workers, {WINDOW} pairs a window, 64 patches a decode, no cache): {stream_rate:9.1f} "
+          f"samples/s = {100 * stream_rate / loader_rate:.0f}% of the cached DataLoader's")
+    print(f"one whole epoch, data alone ({len(pairs)} pairs x 64 patches, every decode and pair check paid): "
+          f"cached {epoch_cached:9.1f} samples/s, streamed {epoch_stream:9.1f} samples/s = "
+          f"{100 * epoch_stream / epoch_cached:.0f}%; the model consumes {model_rate:.1f}")
     flops = device_rate * args.patch_size ** 2 * MACS_PER_LR_PIXEL * 2 * 3
     print(f"model FLOPs (device-data path): {flops / 1e12:.2f} TFLOP/s"
           + (f" = {100 * flops / (args.peak_tflops * 1e12):.1f}% of {args.peak_tflops} TFLOP/s peak" if args.peak_tflops else ""))

@@ -1,5 +1,5 @@
 """One command for a lent GPU: the paths users run on Kaggle's T4 x2 and on big GPUs,
-each for real, timed, within its own time cap (~8 minutes in all).
+each for real, timed, within its own time cap (~9 minutes in all).
 
 Sections (a failure or time-out in one is reported in the table, never fatal):
   t4-fp16      train.py as on a T4: --amp-dtype fp16 (GradScaler) --gpu-memory-gb 14, channels-last
@@ -8,6 +8,7 @@ Sections (a failure or time-out in one is reported in the table, never fatal):
   compile-ro   train.py --compile --compile-mode reduce-overhead (CUDA graphs)
   ddp          torchrun, 2 processes on 2 GPUs (NCCL); with fewer GPUs: says so
   predict      predict.py on 500 GNR638-sized frames (480x270 -> 1920x1080), then make_submission.py
+  small-crops  bench_small_crops.py: 5,000 SRGB-sized 64x64 crops, batched by size vs one at a time
   precision    fp16 and bf16 outputs against fp32 (max difference, PSNR change), and the bicubic
                residual layer in fp32 against float64 (TF32 must not reach it)
 Training sections: SRResNet-16, batch 16, LR patch 24, a few hundred steps; samples/s of the
@@ -26,6 +27,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -195,6 +197,18 @@ def predict(check, cap):
             "CSV MB": round(csv_path.stat().st_size / 1e6, 1)}
 
 
+def small_crops(check, cap):
+    """benchmarks/bench_small_crops.py (with x8 TTA, as a submission would run) in its own process."""
+    seconds = 2 if check.dry else 20
+    done = check.run([sys.executable, str(REPO / "benchmarks/bench_small_crops.py"), "--device",
+                      "cuda" if check.cuda else "cpu", "--images", "64" if check.dry else "5000", "--tta",
+                      "--seconds", str(seconds)], cap)
+    line = done.stdout.strip().splitlines()[-1]
+    rates = [float(x) for x in re.findall(r"([\d.]+) images/s", line)]
+    return {"one at a time img/s": rates[0], "batched img/s": rates[1], "ratio": round(rates[1] / rates[0], 2),
+            "max diff (levels)": int(re.search(r"max difference (\d+)", line).group(1))}
+
+
 def precision(check, cap):
     from srx4.models.weights import load_model
     from srx4.image.codec import read_image, to_tensor
@@ -224,7 +238,7 @@ def precision(check, cap):
 
 SECTIONS = [("t4-fp16", 80, t4_fp16), ("bf16", 50, bf16), ("compile", 80, compiled),
             ("compile-ro", 80, compiled_reduce_overhead), ("ddp", 50, ddp), ("predict", 80, predict),
-            ("precision", 30, precision)]
+            ("small-crops", 70, small_crops), ("precision", 30, precision)]
 
 
 def table(results) -> str:

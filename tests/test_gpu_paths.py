@@ -246,11 +246,13 @@ def test_gpu_check_dry_run_starts_every_section(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     rows = {r["section"]: r for r in report["results"]}
-    assert list(rows) == ["t4-fp16", "bf16", "compile", "compile-ro", "ddp", "predict", "precision"]
+    assert list(rows) == ["t4-fp16", "bf16", "compile", "compile-ro", "ddp", "predict", "small-crops", "precision"]
     assert all(r["status"] == "ok" for r in rows.values()), rows
     assert rows["t4-fp16"]["figures"]["samples/s"] > 0 and "GradScaler" in rows["t4-fp16"]["figures"]
     assert rows["ddp"]["figures"]["ranks identical"] is True
     assert rows["predict"]["figures"]["frames"] == 4 and (tmp_path / "submission.csv").is_file()
+    crops = rows["small-crops"]["figures"]
+    assert crops["one at a time img/s"] > 0 and crops["batched img/s"] > 0 and crops["max diff (levels)"] <= 1
     assert float(rows["precision"]["figures"]["bicubic layer fp32 vs f64"]) < 1e-5
     assert "| t4-fp16 | ok |" in done.stdout
     assert (REPO / "benchmarks/RESULTS.md").read_bytes() == before

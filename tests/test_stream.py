@@ -111,3 +111,20 @@ def test_the_path_is_chosen_by_the_budgets_and_says_why():
     assert path == "stream" and "300.00 GiB over the RAM budget 28.00 GiB and the disk budget 60.00 GiB" in why
     assert choose_loading(1 * gib, 4 * gib, 100 * gib, 1, "stream")[0] == "stream"
     assert choose_loading(300 * gib, 28 * gib, 60 * gib, 1, "cache")[0] == "disk"
+
+
+def test_figures_known_from_an_earlier_epoch_are_not_measured_again(folder):
+    stream = windows_of(folder)
+    reports = {}
+    first = StreamEpoch(7, PER, BATCH, SEED, window=3)
+    first.on_report = lambda psnr, failures: reports.update(psnr)
+    first.set_epoch(1)
+    measured = digests(first.batches(torch.utils.data.DataLoader(stream, batch_size=None, sampler=first)))
+    known = {i: reports[n] for i, n in enumerate(stream.names)}
+    again = StreamEpoch(7, PER, BATCH, SEED, window=3, known=known)
+    again.set_epoch(1)
+    assert digests(again.batches(torch.utils.data.DataLoader(stream, batch_size=None, sampler=again))) == measured
+    known[0] = 0.0                   # a figure the worker takes as given: image 0 is now left out
+    again.set_epoch(1)
+    batches = list(again.batches(torch.utils.data.DataLoader(stream, batch_size=None, sampler=again)))
+    assert sum(d for _, d in batches) == PER

@@ -91,20 +91,21 @@ class _Side:
         return (h * s, w * s, 3)
 
 
-def load_pair(lr_path, hr_path, scale: int, check: PairCheck, name: str):
-    """Decode and check one pair: ((lr, hr) or None, psnr or None, failure text or None)."""
+def load_pair(lr_path, hr_path, scale: int, check: PairCheck, name: str, known: float = None):
+    """Decode and check one pair (`known`: its figure from an earlier epoch, not measured again):
+    ((lr, hr) or None, psnr or None, failure text or None)."""
     try:
         lr, hr = read_image(lr_path), read_image(hr_path)
     except ImageError as err:
         return None, None, str(err)
     if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
         return None, None, f"{hr_path}: decoded size {hr.shape[:2]} is not {scale} x {lr.shape[:2]}"
-    psnr = pair_psnr(lr, hr, scale)
+    psnr = pair_psnr(lr, hr, scale) if known is None else known
     return ((lr, hr) if check.record(name, psnr) else None), psnr, None
 
 
 class StreamWindows(torch.utils.data.Dataset):
-    """`windows[(epoch, window_id, image indices)]` -> the window's patches, in the window's
+    """`windows[(epoch, window_id, image indices, known figures)]` -> the window's patches, in the window's
     shuffled order: {"lr": (K, 3, p, p) uint8, "hr": (K, 3, sp, sp) uint8 of the patches that
     loaded, "valid": (N,) bool over the window's N patch slots, "psnr": {name: dB},
     "failures": {name: reason}}."""
@@ -128,11 +129,12 @@ class StreamWindows(torch.utils.data.Dataset):
         return index[order], index[order] % n
 
     def __getitem__(self, key):
-        epoch, window_id, images = key
+        epoch, window_id, images, known = key
         check = PairCheck(self.min_pair_psnr)
         decoded, psnr, failures = {}, {}, {}
-        for j in images:
-            pair, figure, failure = load_pair(self.lr_paths[j], self.hr_paths[j], self.scale, check, self.names[j])
+        for j, figure in zip(images, known):
+            pair, figure, failure = load_pair(self.lr_paths[j], self.hr_paths[j], self.scale, check, self.names[j],
+                                              figure)
             decoded[j] = pair
             if figure is not None:
                 psnr[self.names[j]] = figure
@@ -164,11 +166,14 @@ class StreamWindows(torch.utils.data.Dataset):
 class StreamEpoch(torch.utils.data.Sampler):
     """The windows of one epoch for rank `rank` of `world`, from sample position `start`
     (all ranks together) on; a DataLoader over StreamWindows with batch_size=None reads
-    them. `batches(loader)` then cuts exactly `steps` batches of `batch_size`."""
+    them. `batches(loader)` then cuts exactly `steps` batches of `batch_size`. `known`
+    (image index -> dB) holds the pair figures measured so far: a worker does not measure
+    those again (the figures are the same, so are the batches)."""
 
     def __init__(self, n: int, patches_per_image: int, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-                 window: int = WINDOW):
+                 window: int = WINDOW, known: dict = None):
         self.n, self.per, self.batch_size, self.seed = n, patches_per_image, batch_size, seed
+        self.known = {} if known is None else known
         self.rank, self.world, self.window = rank, world, window
         self.steps = steps_per_epoch(n * patches_per_image, batch_size, world)
         self.set_epoch(0, 0)
@@ -186,7 +191,8 @@ class StreamEpoch(torch.utils.data.Sampler):
             images = windows[w % len(windows)]
             size = len(images) * self.per
             if have + size > local:
-                keys.append((epoch, w, tuple(int(i) for i in images)))
+                keys.append((epoch, w, tuple(int(i) for i in images),
+                             tuple(self.known.get(int(i)) for i in images)))
             have, w = have + size, w + 1
         first = sum(len(windows[k % len(windows)]) * self.per for k in range(keys[0][1])) if keys else 0
         self.epoch, self.keys, self.skip = epoch, keys, local - first     # samples to pass over in the first window
