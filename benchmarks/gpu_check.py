@@ -198,11 +198,11 @@ def predict(check, cap):
 
 
 def small_crops(check, cap):
-    """benchmarks/bench_small_crops.py (with x8 TTA, as a submission would run) in its own process."""
-    seconds = 2 if check.dry else 20
+    """benchmarks/bench_small_crops.py (with x8 TTA, as a submission would run; a dry run: 8 crops,
+    no TTA) in its own process."""
+    size = ["--images", "8", "--seconds", "1"] if check.dry else ["--images", "5000", "--seconds", "20", "--tta"]
     done = check.run([sys.executable, str(REPO / "benchmarks/bench_small_crops.py"), "--device",
-                      "cuda" if check.cuda else "cpu", "--images", "64" if check.dry else "5000", "--tta",
-                      "--seconds", str(seconds)], cap)
+                      "cuda" if check.cuda else "cpu", *size], cap)
     line = done.stdout.strip().splitlines()[-1]
     rates = [float(x) for x in re.findall(r"([\d.]+) images/s", line)]
     return {"one at a time img/s": rates[0], "batched img/s": rates[1], "ratio": round(rates[1] / rates[0], 2),

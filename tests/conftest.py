@@ -208,6 +208,12 @@ def learned(tmp_path_factory):
     return work, run_dir, work / "data" / "test"
 
 
+def pytest_collection_modifyitems(config, items):
+    """The long end-to-end runs (marked slow) first: the workers then share them out at the
+    start instead of one worker finishing a long test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_xdist_auto_num_workers(config):
     """`-n auto`: one worker per core, at most 4 (the end-to-end tests each run a training
     subprocess; more workers than that contend for memory bandwidth more than they gain)."""
