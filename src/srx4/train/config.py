@@ -37,9 +37,14 @@ class TrainConfig:
                                         "pair, so no palette or brightness becomes a bias (off for data whose "
                                         "degradation treats channels or dark and bright differently)")
     learning_rate: float = option(1e-4, "Adam learning rate")
-    loss: str = option("l1", "training loss: l1, mse, charbonnier (a smooth L1), or l1+ssim (L1 + --ssim-weight "
-                             "x (1 - SSIM), for PSNR + 40 SSIM leaderboards)", choices=LOSSES)
+    loss: str = option("l1", "training loss: l1, mse, charbonnier (a smooth L1), l1+ssim (L1 + --ssim-weight "
+                             "x (1 - SSIM), for PSNR + 40 SSIM leaderboards), or l1+vgg (perceptual: sharper "
+                             "textures, lower PSNR)", choices=LOSSES)
     ssim_weight: float = option(0.1, "weight of 1 - SSIM in --loss l1+ssim")
+    vgg_weight: float = option(0.1, "weight of the VGG19 feature distance in --loss l1+vgg (ESRGAN weighs it 100x "
+                               "its pixel L1; lower keeps more PSNR)")
+    vgg_weights: str = option("", "VGG19 ImageNet weights for --loss l1+vgg: torchvision's vgg19-dcbb9e9d.pth "
+                              "(default: torchvision's cache, if it holds it; nothing is downloaded)")
     ema: float = option(0.999, "validate, select and save an exponential moving average of the weights with this "
                                "decay (warmed up so short runs are not held near the start; 0 = off)")
     schedule: str = option("cosine", "learning-rate schedule over all steps", choices=["cosine", "constant"])

@@ -6,6 +6,8 @@
 - l1+ssim: L1 + w (1 - SSIM), SSIM as the competition scores it (RGB, 7x7 uniform
   window, sample covariance, the border of 3 left out: scikit-image's), for
   leaderboards that add 40 x SSIM to PSNR. w = --ssim-weight.
+- l1+vgg: L1 + w L1(VGG19 conv5_4 features), w = --vgg-weight, the VGG's ImageNet
+  weights from --vgg-weights (srx4/train/perceptual.py): sharper textures, lower PSNR.
 
     criterion = loss_fn("l1+ssim", ssim_weight=0.1)
     loss = criterion(sr, hr)           # (N, 3, H, W) float in [0, 1] -> scalar
@@ -43,17 +45,25 @@ def l1_ssim(sr, hr, ssim_weight: float):
     return F.l1_loss(sr, hr) + ssim_weight * (1 - ssim_uniform(sr, hr))
 
 
-# --loss NAME -> a function of --ssim-weight giving the criterion (sr, hr) -> scalar: the registry
+def vgg_loss(vgg_weights, vgg_weight):
+    from srx4.train.perceptual import VggLoss      # torchvision, only when asked for
+    return VggLoss(vgg_weights, vgg_weight)
+
+
+# --loss NAME -> a function of the loss options (--ssim-weight, --vgg-weight, --vgg-weights) giving
+# the criterion (sr, hr) -> scalar: the registry
 LOSSES = {
-    "l1": lambda ssim_weight: F.l1_loss,
-    "mse": lambda ssim_weight: F.mse_loss,
-    "charbonnier": lambda ssim_weight: charbonnier,
-    "l1+ssim": lambda ssim_weight: functools.partial(l1_ssim, ssim_weight=ssim_weight),
+    "l1": lambda o: F.l1_loss,
+    "mse": lambda o: F.mse_loss,
+    "charbonnier": lambda o: charbonnier,
+    "l1+ssim": lambda o: functools.partial(l1_ssim, ssim_weight=o["ssim_weight"]),
+    "l1+vgg": lambda o: vgg_loss(o["vgg_weights"], o["vgg_weight"]),
 }
 
 
-def loss_fn(name: str, ssim_weight: float = 0.1):
-    """The criterion for --loss `name`: a function (sr, hr) -> scalar tensor."""
+def loss_fn(name: str, ssim_weight: float = 0.1, vgg_weight: float = 0.1, vgg_weights: str = ""):
+    """The criterion for --loss `name`: a function (sr, hr) -> scalar tensor (l1+vgg: a module,
+    to be moved to the model's device)."""
     if name not in LOSSES:
         raise FlagError(f"--loss {name!r}: expected one of {', '.join(LOSSES)}")
-    return LOSSES[name](ssim_weight)
+    return LOSSES[name]({"ssim_weight": ssim_weight, "vgg_weight": vgg_weight, "vgg_weights": vgg_weights})

@@ -100,5 +100,9 @@ def build_parts(cfg: TrainConfig, device: torch.device, world: int, checkpoint, 
             log("the checkpoint has no weight average (--ema): one starts from its weights now")
         log(f"validating and keeping an average of the weights (--ema {cfg.ema}; the decay warms up, "
             f"{ema.decay_now():.3f} now)")
+    criterion = loss_fn(cfg.loss, cfg.ssim_weight, cfg.vgg_weight, cfg.vgg_weights)
+    if isinstance(criterion, torch.nn.Module):             # l1+vgg: a frozen VGG19, on the model's device
+        criterion = criterion.to(device)
+        log(f"loss: L1 + {cfg.vgg_weight:g} x L1 of VGG19 conv5_4 features (fp32; sharper textures, lower PSNR)")
     return TrainingParts(model_config, plain, wrapped, optimizer, amp_dtype, scaler, BatchNormGuard(plain),
-                         loss_fn(cfg.loss, cfg.ssim_weight), ema)
+                         criterion, ema)
