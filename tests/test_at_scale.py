@@ -303,7 +303,7 @@ def test_a_failed_run_leaves_no_folder(tmp_path):
 @needs_shared("samples/gnr638")
 @pytest.mark.slow
 def test_defaults_on_one_real_frame_do_not_fall_below_bicubic_on_the_other(tmp_path):
-    """Train with the defaults (SRResNet-16, BatchNorm, L1) for 24 steps (one epoch of 8
+    """Train with the defaults (SRResNet-16, BatchNorm, L1; bf16 where the CPU has it) for 24 steps (one epoch of 8
     crops of GNR638 frame 00029, 48 patches each, batch 16), predict frame 00034: at or
     above bicubic - 0.1 dB, and not bicubic."""
     from srx4.image.codec import read_image, write_png
@@ -313,8 +313,13 @@ def test_defaults_on_one_real_frame_do_not_fall_below_bicubic_on_the_other(tmp_p
     for k, (y, x) in enumerate((y, x) for y in (0, 134) for x in range(0, 480 - 120 + 1, 120)):
         write_png(tmp_path / "data/lr" / f"00029_s{k + 1:03d}.png", lr[y:y + 67, x:x + 120])
         write_png(tmp_path / "data/hr" / f"00029_s{k + 1:03d}.png", hr[4 * y:4 * y + 268, 4 * x:4 * x + 480])
+    # the defaults as this machine runs them: bf16 autocast in channels-last on a CPU with native bf16
     out = run_script("train.py", "--data", tmp_path / "data", "--epochs", "1", "--val-fraction", "0",
-                     "--device", "cpu", "--run", "real", work=tmp_path, timeout=600).stdout
+                     "--device", "cpu", "--run", "real", work=tmp_path, timeout=600,
+                     env_extra={"SRX4_CPU_BF16": ""}).stdout
+    from srx4.core.system import cpu_flags_have_bf16
+    native = cpu_flags_have_bf16(open("/proc/cpuinfo").read())
+    assert ("mixed precision: torch.bfloat16, channels-last" in out) == native
     assert "settings: " in out and "'num_blocks': 16, 'channels': 64, 'bicubic_residual': True}" in out
     steps = int(list(csv.DictReader(open(tmp_path / "logs/real/metrics.csv")))[-1]["step"])
     assert steps == 8 * 48 // 16

@@ -87,6 +87,29 @@ def test_cpu_bf16_is_chosen_by_what_the_cpu_has(monkeypatch):
     infer.cpu_has_bf16.cache_clear()
 
 
+def test_cpu_training_takes_bf16_channels_last_where_native_and_measured(monkeypatch):
+    """Training on a CPU: bf16 autocast in channels-last for the models measured faster so,
+    only where the CPU computes bf16 natively; everything else as before (fp32, NCHW)."""
+    from srx4.core import system
+    from srx4.train.config import TrainConfig
+    from srx4.train.setup import CPU_BF16_TRAINING, cpu_training_precision
+    try:
+        monkeypatch.setenv("SRX4_CPU_BF16", "0")
+        system.cpu_has_bf16.cache_clear()
+        assert cpu_training_precision(TrainConfig(), "srresnet")[:2] == (None, False)
+        assert cpu_training_precision(TrainConfig(amp_dtype="bf16"), "srresnet")[:2] == (torch.bfloat16, False)
+        monkeypatch.setenv("SRX4_CPU_BF16", "1")
+        system.cpu_has_bf16.cache_clear()
+        for name in CPU_BF16_TRAINING:
+            dtype, channels_last, why = cpu_training_precision(TrainConfig(), name)
+            assert dtype == torch.bfloat16 and channels_last and "measured" in why
+        assert cpu_training_precision(TrainConfig(), "srcnn")[:2] == (None, False)          # not measured
+        assert cpu_training_precision(TrainConfig(amp=False), "srresnet")[:2] == (None, False)
+        assert cpu_training_precision(TrainConfig(channels_last=False), "span")[:2] == (torch.bfloat16, False)
+    finally:
+        system.cpu_has_bf16.cache_clear()
+
+
 def test_cpu_bf16_prediction_is_score_neutral(learned, tmp_path):
     """The bf16 CPU path against fp32 on real held-out images: >= 99.9% of values within
     1 grey level, none beyond 2, PSNR within 0.01 dB (the bar for choosing it by default)."""

@@ -194,7 +194,7 @@ class Trainer:
                     missing, used_s = self._agree(upcoming, clock())
                 else:
                     lr_imgs, hr_imgs = (to_float(t, self.device) for t in batch)   # (N,3,p,p), (N,3,sp,sp)
-                    if self.device.type == "cuda" and cfg.channels_last:
+                    if self.parts.channels_last:
                         lr_imgs = lr_imgs.contiguous(memory_format=torch.channels_last)
                     for group in self.parts.optimizer.param_groups:
                         group["lr"] = self.learning_rate(used_s / limit_s if limit_s else 0.0)
