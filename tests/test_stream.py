@@ -95,7 +95,7 @@ def test_undecodable_and_dirty_pairs_come_back_as_counted_holes(tmp_path):
     assert sum(len(b[0]) for b, _ in batches if b is not None) == 3 * PER
     psnr = {k: v for p, _ in reports for k, v in p.items()}
     failures = {k: v for _, f in reports for k, v in f.items()}
-    assert sorted(n for n, v in psnr.items() if v < 18) == ["img_001.png", "img_002.png"]
+    assert sorted(n for n, (up, down) in psnr.items() if up < 18 and down < 18) == ["img_001.png", "img_002.png"]
     assert list(failures) == ["img_003.png"] and "img_003.png" in failures["img_003.png"]
     kept = windows_of(folder, min_pair_psnr=0)
     assert sum(d for _, d in epoch_batches(kept, epoch=0)) == PER    # only the undecodable one now
@@ -124,7 +124,7 @@ def test_figures_known_from_an_earlier_epoch_are_not_measured_again(folder):
     again = StreamEpoch(7, PER, BATCH, SEED, window=3, known=known)
     again.set_epoch(1)
     assert digests(again.batches(torch.utils.data.DataLoader(stream, batch_size=None, sampler=again))) == measured
-    known[0] = 0.0                   # a figure the worker takes as given: image 0 is now left out
+    known[0] = (0.0, 0.0)            # figures the worker takes as given: image 0 is now left out
     again.set_epoch(1)
     batches = list(again.batches(torch.utils.data.DataLoader(stream, batch_size=None, sampler=again)))
     assert sum(d for _, d in batches) == PER

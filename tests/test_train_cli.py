@@ -3,6 +3,7 @@ hostile input, non-finite losses, and rebuilding the model in a fresh process.""
 import csv
 import importlib.util
 import json
+import os
 import re
 import signal
 import subprocess
@@ -90,7 +91,8 @@ def test_kill_minus_9_then_resume_gives_bit_identical_weights(tmp_path, budget):
         assert "data path: streamed" in out and "over the RAM budget 0.00 GiB and the disk budget 0.00 GiB" in out
         assert "image cache" not in out
     cmd = [sys.executable, str(REPO / "src/train.py"), "--data", str(data), *TINY, *args, "--run", "killed"]
-    env = {"SRX4_WORK_DIR": str(tmp_path), "SRX4_KAGGLE_ROOT": str(tmp_path / "none"), "PATH": "/usr/bin:/bin"}
+    env = {"SRX4_WORK_DIR": str(tmp_path), "SRX4_KAGGLE_ROOT": str(tmp_path / "none"), "PATH": "/usr/bin:/bin",
+           "SRX4_CPU_BF16": os.environ["SRX4_CPU_BF16"]}     # the precision of the other runs (conftest)
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "logs/killed/last.ckpt"
     deadline = time.time() + 120
@@ -254,9 +256,10 @@ def test_a_swapped_pair_is_caught_named_and_left_out(tmp_path):
     report = json.loads((tmp_path / "logs/dirty/hygiene.json").read_text())
     check = report["pair_check"]
     assert check["left_out"] == ["img_001.png", "img_002.png"] and check["measured"] == 8
-    assert {n for n, _ in check["worst"][:2]} == {"img_001.png", "img_002.png"}
-    assert all(v < 18 for _, v in check["worst"][:2]) and all(v >= 18 for _, v in check["worst"][2:])
-    named = report["problems"]["LR not HR's downscale (bicubic PSNR under --min-pair-psnr)"]
+    assert {n for n, *_ in check["worst"][:2]} == {"img_001.png", "img_002.png"}
+    assert all(up < 18 and down < 18 for _, up, down in check["worst"][:2])
+    assert all(up >= 18 and down is None for _, up, down in check["worst"][2:])
+    named = report["problems"]["LR not HR's downscale (under --min-pair-psnr upscaled and averaged down)"]
     assert [n.split()[0] for n in named] == ["img_001.png", "img_002.png"] and report["used"] == 6
     assert "pair check (bicubic LR vs HR)" in out and "under 18 dB left out: 2" in out and "img_001.png" in out
     split = json.loads((tmp_path / "logs/dirty/split.json").read_text())

@@ -22,7 +22,7 @@ from that one decode); a window's decoded pairs live only in the worker.
 import numpy as np
 import torch
 
-from srx4.data.pair_check import PairCheck, pair_psnr
+from srx4.data.pair_check import PairCheck, measure
 from srx4.data.patches import augment, crop_draws, recolour, steps_per_epoch
 from srx4.image.codec import ImageError, read_image
 
@@ -93,21 +93,21 @@ class _Side:
 
 def load_pair(lr_path, hr_path, scale: int, check: PairCheck, name: str, known: float = None):
     """Decode and check one pair (`known`: its figure from an earlier epoch, not measured again):
-    ((lr, hr) or None, psnr or None, failure text or None)."""
+    ((lr, hr) or None, figures (`measure`) or None, failure text or None)."""
     try:
         lr, hr = read_image(lr_path), read_image(hr_path)
     except ImageError as err:
         return None, None, str(err)
     if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
         return None, None, f"{hr_path}: decoded size {hr.shape[:2]} is not {scale} x {lr.shape[:2]}"
-    psnr = pair_psnr(lr, hr, scale) if known is None else known
-    return ((lr, hr) if check.record(name, psnr) else None), psnr, None
+    figures = measure(lr, hr, scale, check.min_psnr) if known is None else known
+    return ((lr, hr) if check.record(name, figures) else None), figures, None
 
 
 class StreamWindows(torch.utils.data.Dataset):
     """`windows[(epoch, window_id, image indices, known figures)]` -> the window's patches, in the window's
     shuffled order: {"lr": (K, 3, p, p) uint8, "hr": (K, 3, sp, sp) uint8 of the patches that
-    loaded, "valid": (N,) bool over the window's N patch slots, "psnr": {name: dB},
+    loaded, "valid": (N,) bool over the window's N patch slots, "psnr": {name: (up, down) dB},
     "failures": {name: reason}}."""
 
     def __init__(self, names, lr_paths, hr_paths, scale: int, patch_size: int, seed: int, patches_per_image: int,

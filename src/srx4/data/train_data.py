@@ -28,7 +28,7 @@ from srx4.core.system import available_ram_bytes
 from srx4.data.cache import DISK_MARGIN, CacheView, ImageCache, default_cache_dir
 from srx4.data.stream import WINDOW, FilePairs, StreamEpoch, StreamWindows, choose_loading
 from srx4.core.progress import progress
-from srx4.data.pair_check import REASON as PAIR_REASON, PairCheck, pair_psnr
+from srx4.data.pair_check import REASON as PAIR_REASON, PairCheck, measure
 from srx4.data.pairs import describe_split, save_split, scan_pairs, split_pairs
 
 GUARD_TRAIN_IMAGES = 16
@@ -46,6 +46,11 @@ def worker_count(requested: int, device_type: str, world: int, cpus: int = None)
         return 0
     cpus = cpus or os.cpu_count() or 1
     return max(1, min(8, cpus // max(world, 1) - 1))
+
+
+def figures_text(figures) -> str:
+    up, down = figures
+    return f"{up:.1f} dB upscaled" + ("" if down is None else f", {down:.1f} dB averaged down")
 
 
 class TrainData:
@@ -158,7 +163,7 @@ class TrainData:
         failed = set(failed_pairs)
         dirty = self._check_pairs(names, [k for k in range(n) if k not in failed])
         for k in dirty:
-            hygiene.add(PAIR_REASON, f"{names[k]} ({self.pair_check.measured[names[k]]:.1f} dB)")
+            hygiene.add(PAIR_REASON, f"{names[k]} ({figures_text(self.pair_check.measured[names[k]])})")
         hygiene.used = n - len(failed_pairs) - len(dirty)
         return (CacheView(cache, range(t), left_out=[k for k in dirty if k < t]),
                 CacheView(cache, range(n, n + t), left_out=[k for k in dirty if k < t]),
@@ -189,7 +194,7 @@ class TrainData:
                 self._known[self._stream_index[name]] = figure
             if not self.pair_check.record(name, figure) and name not in self._found:
                 self._found[name] = PAIR_REASON
-                self.hygiene.add(PAIR_REASON, f"{name} ({figure:.1f} dB)")
+                self.hygiene.add(PAIR_REASON, f"{name} ({figures_text(figure)})")
         for name, failure in failures.items():
             if name not in self._found:
                 self._found[name] = UNDECODABLE
@@ -205,7 +210,7 @@ class TrainData:
         """Score every decoded pair's bicubic upscale against its HR (threads: torch lets go of
         the GIL); returns the indices of the pairs left out."""
         n, s, cache = len(names), self.cfg.scale, self.cache
-        one = lambda k: pair_psnr(cache[k], cache[n + k], s)   # noqa: E731
+        one = lambda k: measure(cache[k], cache[n + k], s, self.cfg.min_pair_psnr)   # noqa: E731
         with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
             figures = list(progress(pool.map(one, indices), total=len(indices), desc="pair check", unit="pair",
                                     leave=False, quiet=len(indices) < 50))

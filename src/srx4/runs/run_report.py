@@ -110,10 +110,12 @@ def data_section(run_dir) -> str:
     check = hygiene.get("pair_check") or {}
     if check.get("worst"):
         left = set(check.get("left_out", []))
-        rows = [{"pair": n, "bicubic PSNR (dB)": v, "left out": "yes" if n in left else ""} for n, v in check["worst"]]
+        rows = [{"pair": n, "bicubic PSNR (dB)": up, "averaged down (dB)": "" if down is None else down,
+                 "left out": "yes" if n in left else ""} for n, up, down in check["worst"]]
         html += (f"<p>{check['measure']}: median {check.get('median')} dB over {check['measured']} pairs; "
-                 f"pairs under {check['min_pair_psnr']:g} dB are left out (--min-pair-psnr).</p>"
-                 + table_html(rows, ["pair", "bicubic PSNR (dB)", "left out"], formats={"bicubic PSNR (dB)": ".2f"},
+                 f"pairs under {check['min_pair_psnr']:g} dB both ways are left out (--min-pair-psnr).</p>"
+                 + table_html(rows, ["pair", "bicubic PSNR (dB)", "averaged down (dB)", "left out"],
+                              formats={"bicubic PSNR (dB)": ".2f", "averaged down (dB)": ".2f"},
                               table_id="pairs"))
     return html
 
