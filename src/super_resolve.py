@@ -1,6 +1,7 @@
 """Super-resolve single images: photo.png -> photo_x4.png beside it (or in --output).
 
-In:  --weights FILE_OR_RUN_DIR (default: the newest run) and one or more images.
+In:  --weights FILE_OR_RUN_DIR or a shipped name (default: the newest run, else the
+     shipped recommended weights, weights/span-x4) and one or more images.
 Out: NAME_x<scale>.png; with --compare also NAME_x<scale>_compare.png, a
      labelled side-by-side figure of bicubic | SR at the output size, with
      | HR and each panel's PSNR when --hr names the ground truth (a file, or a
@@ -66,6 +67,9 @@ def main(argv=None):
     device = resolve_device(config.device)
     failed = 0
     weights = config.weights or paths.last_run()
+    if not weights and paths.recommended_weights():
+        weights = paths.recommended_weights()
+        print(f"no run of yours found: using the shipped weights {weights.name} ({weights / 'CARD.md'})")
     if not weights:
         raise WeightsError("no trained weights found: pass --weights or run python src/train.py first")
     model, _ = load_runnable(weights, device)

@@ -61,6 +61,14 @@ def shipped_names() -> list:
     return sorted(p.name for p in root.iterdir() if (p / layout.WEIGHTS).is_file()) if root.is_dir() else []
 
 
+RECOMMENDED = ("span-x4", "srresnet-x4")   # the shipped weights to use when none are named, best first
+
+
+def recommended_weights():
+    """The first of RECOMMENDED that is shipped (its folder), or None."""
+    return next((shipped_weights(n) for n in RECOMMENDED if shipped_weights(n)), None)
+
+
 def demo_dir() -> Path:
     return work_dir() / "data" / "demo"
 
