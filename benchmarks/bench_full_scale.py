@@ -336,7 +336,7 @@ def main():
     if srgb:
         head = (root / "submission.csv").open().readline().strip()
         figures["csv_header"] = head
-        figures["data_path_line"] = next((line for line in text.splitlines() if line.startswith("data path:")), "")
+        figures["data_path_line"] = next((line.split(" ", 2)[2] for line in text.splitlines() if " data path: " in line), "")
         figures["test_to_csv_s"] = round(figures["predict_all_s"] + figures["csv_s"], 0)
     else:
         figures["test_to_csv_s_projected"] = round(figures["predict_all_s_projected"] + figures["csv_s"], 0)

@@ -19,6 +19,7 @@ CHECKPOINT = "last.ckpt"
 CONFIG = "config.json"
 SPLIT = "split.json"
 HYGIENE = "hygiene.json"
+PAIR_FINDINGS = ".pair_findings.rank{rank}.json"   # streaming under DDP: what rank N found, for rank 0's hygiene.json
 TRAIN_LOG = "train.log"
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"

@@ -13,6 +13,7 @@ image once into one `ImageCache` (shared by the DDP ranks) and exposes:
 """
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+import json
 import os
 import shutil
 from pathlib import Path
@@ -24,6 +25,7 @@ from srx4.core import layout
 from srx4.core.errors import DataError, MissingData, RunStopped
 from srx4.data.patches import EpochBatches, TrainPatches, WholeImages, collate_drop_none
 from srx4.data.device_patches import DevicePatches, fits, image_bytes
+from srx4.core.io import atomic_write_text
 from srx4.core.system import available_ram_bytes
 from srx4.data.cache import DISK_MARGIN, CacheView, ImageCache, default_cache_dir
 from srx4.data.stream import WINDOW, FilePairs, StreamEpoch, StreamWindows, choose_loading
@@ -56,6 +58,7 @@ def figures_text(figures) -> str:
 class TrainData:
     def __init__(self, cfg, run_dir, log, rank: int, world: int, device, split: dict = None):
         self.cfg, self.log, self.rank, self.world, self.device = cfg, log, rank, world, device
+        self.run_dir = Path(run_dir)
         pairs, hygiene = scan_pairs(cfg.data, cfg.scale)
         by_name = {p.name: p for p in pairs}
         self.frame_size = Counter(p.lr_size for p in pairs).most_common(1)[0][0] if pairs else None  # (w, h)
@@ -203,8 +206,26 @@ class TrainData:
         self.hygiene.used = len(self.split["train"]) + len(self.split["val"]) - len(self._found)
 
     def _write_hygiene(self):
+        if self.stream is not None and self.world > 1:
+            self._share_findings()
         self.log.write_hygiene(self.hygiene, {"split": {"train": len(self.split["train"]), "val": len(self.split["val"])},
                                               "loading": self.loading, "pair_check": self.pair_check.summary()})
+
+    def _share_findings(self):
+        """Streaming under DDP each rank decodes its own share of the pairs: every rank leaves what it
+        found in the run folder, rank 0 reads the others' (as of their last epoch end) into hygiene.json."""
+        mine = self.run_dir / layout.PAIR_FINDINGS.format(rank=self.rank)
+        atomic_write_text(mine, json.dumps({"psnr": {n: list(v) for n, v in self.pair_check.measured.items()},
+                                            "found": self._found}))
+        if self.rank != 0:
+            return
+        for other in range(1, self.world):
+            try:
+                found = json.loads((self.run_dir / layout.PAIR_FINDINGS.format(rank=other)).read_text())
+            except (OSError, ValueError):
+                continue                                   # that rank has not reached an epoch end yet
+            self._streamed_report({n: tuple(v) for n, v in found["psnr"].items()},
+                                  {n: reason for n, reason in found["found"].items() if reason == UNDECODABLE})
 
     def _check_pairs(self, names, indices) -> list:
         """Score every decoded pair's bicubic upscale against its HR (threads: torch lets go of
