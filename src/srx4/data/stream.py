@@ -167,13 +167,16 @@ class StreamEpoch(torch.utils.data.Sampler):
     """The windows of one epoch for rank `rank` of `world`, from sample position `start`
     (all ranks together) on; a DataLoader over StreamWindows with batch_size=None reads
     them. `batches(loader)` then cuts exactly `steps` batches of `batch_size`. `known`
-    (image index -> dB) holds the pair figures measured so far: a worker does not measure
-    those again (the figures are the same, so are the batches)."""
+    (image index -> pair_check figures) holds the pairs measured so far: a worker does not
+    measure those again (the figures are the same, so are the batches). Resuming with
+    another number of processes continues from the same sample count, but in that
+    number's order (exact only with the same number)."""
 
     def __init__(self, n: int, patches_per_image: int, batch_size: int, seed: int, rank: int = 0, world: int = 1,
                  window: int = WINDOW, known: dict = None):
         self.n, self.per, self.batch_size, self.seed = n, patches_per_image, batch_size, seed
         self.known = {} if known is None else known
+        self.on_report = None             # called with each window's (figures, failures) as it is read
         self.rank, self.world, self.window = rank, world, window
         self.steps = steps_per_epoch(n * patches_per_image, batch_size, world)
         self.set_epoch(0, 0)
@@ -212,7 +215,7 @@ class StreamEpoch(torch.utils.data.Sampler):
         if count == 0:
             return
         for window in windows:
-            if getattr(self, "on_report", None):
+            if self.on_report is not None:
                 self.on_report(window["psnr"], window["failures"])
             valid = window["valid"]
             # expand to one slot per patch (holes for the dropped), then drop the passed-over part
