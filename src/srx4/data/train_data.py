@@ -182,6 +182,8 @@ class TrainData:
                                     cfg.scale, cfg.patch_size, cfg.seed, cfg.patches_per_image, cfg.colour_augment,
                                     cfg.min_pair_psnr)
         self._found = {}            # name -> reason, for the pairs found bad while streaming
+        self._stream_index = {name: i for i, name in enumerate(train)}
+        self._known = {}            # training image index -> its pair figures, once measured (StreamEpoch skips them)
         self.hygiene.used = len(train) + len(val)
 
         def files(names):
@@ -193,7 +195,7 @@ class TrainData:
     def _streamed_report(self, psnr: dict, failures: dict):
         """A window's findings, merged into the run's pair check and hygiene."""
         for name, figure in psnr.items():
-            if name in getattr(self, "_stream_index", {}):
+            if name in self._stream_index:
                 self._known[self._stream_index[name]] = figure
             if not self.pair_check.record(name, figure) and name not in self._found:
                 self._found[name] = PAIR_REASON
@@ -273,11 +275,8 @@ class TrainData:
     def _stream_batches(self, epoch: int, start: int):
         cfg = self.cfg
         if self.sampler is None:
-            index = {name: i for i, name in enumerate(self.stream.names)}
-            self._known = {}                    # training image index -> its pair figure, once measured
             self.sampler = StreamEpoch(len(self.stream.names), cfg.patches_per_image, cfg.batch_size, cfg.seed,
                                        self.rank, self.world, known=self._known)
-            self._stream_index = index
             self.sampler.on_report = self._streamed_report
         self.sampler.set_epoch(epoch, start)
         if self._loader is None:
