@@ -20,7 +20,7 @@ from srx4.core.cli import option, parse_config, run_main
 from srx4.core.errors import FlagError
 from srx4.image.codec import list_images
 from srx4.submit.kaggle_cli import KaggleError, run_kaggle
-from srx4.core.progress import progress
+from srx4.core.progress import plain_interval, progress
 
 UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
 
@@ -56,13 +56,15 @@ def folder_bytes(folder: Path) -> int:
 
 
 def download_with_progress(slug: str, out: Path, total):
-    """Run the kaggle CLI's download while a bar follows the bytes arriving in `out`."""
+    """Run the kaggle CLI's download while a bar follows the bytes arriving in `out` (the folder
+    is read once a second, or at the plain-progress interval when SRX4_PROGRESS_INTERVAL sets a shorter one)."""
     start, done = folder_bytes(out), threading.Event()
+    every = min(1.0, max(0.05, plain_interval()))
     bar = progress(total=total, desc="download", unit="B", unit_scale=True)
 
     def watch():
         seen = 0
-        while not done.wait(1.0):
+        while not done.wait(every):
             now = folder_bytes(out) - start
             bar.update(max(0, now - seen))
             seen = max(seen, now)

@@ -74,6 +74,8 @@ class WarmPython:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                                      cwd=REPO, start_new_session=True)
 
+    pid = None          # the script run under way, if any
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -87,11 +89,12 @@ class WarmPython:
                        "stdout": str(out), "stderr": str(err)}
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
-            pid = json.loads(self.proc.stdout.readline())["pid"]
+            pid = self.pid = json.loads(self.proc.stdout.readline())["pid"]
             ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
             if not ready:
                 os.killpg(pid, signal.SIGKILL)
             rc = json.loads(self.proc.stdout.readline())["rc"]
+            self.pid = None
             stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
         if not ready:
             raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
@@ -101,28 +104,69 @@ class WarmPython:
 _warm = {}
 
 
-def run_script(script: str, *args, work=None, env_extra=None, check=True, timeout=300, cwd=None):
-    """Run src/<script> in a process of its own with `work` as its writable root (logs/,
-    submissions/, data/); returns the CompletedProcess (text). The process is forked from a
-    warm interpreter (WarmPython) unless the run changes what an interpreter reads when it
-    starts, or SRX4_COLD_SCRIPTS=1 asks for a fresh `python src/<script>` every time."""
+def run_script(script: str, *args, work=None, env_extra=None, check=True, timeout=300, cwd=None, slot=0):
+    """Run src/<script> (or a script at a path) in a process of its own with `work` as its
+    writable root (logs/, submissions/, data/); returns the CompletedProcess (text). The
+    process is forked from a warm interpreter (WarmPython; `slot` k > 0: the k-th of this
+    test process's servers, for runs at the same time) unless the run changes what an
+    interpreter reads when it starts, or SRX4_COLD_SCRIPTS=1 asks for a fresh
+    `python src/<script>` every time."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
     env.update(PYTHONUNBUFFERED="1", SRX4_KAGGLE_ROOT=str(Path(work or cwd or REPO) / "no-kaggle"))
     if work:
         env["SRX4_WORK_DIR"] = str(work)
     env.update(env_extra or {})
-    argv = [sys.executable, str(REPO / "src" / script), *map(str, args)]
+    argv = [sys.executable, str(REPO / "src" / script), *map(str, args)]      # an absolute path stays itself
     warm = (os.environ.get("SRX4_COLD_SCRIPTS", "") in ("", "0")
             and all(env.get(k) == os.environ.get(k) for k in STARTUP_ENV))
     if warm:
-        if not (_warm.get("server") and _warm["server"].alive()):
-            _warm["server"] = WarmPython({**os.environ, "PYTHONUNBUFFERED": "1"})
-        done = _warm["server"].run(argv, env, cwd or REPO, timeout)
+        if not (_warm.get(slot) and _warm[slot].alive()):
+            _warm[slot] = WarmPython({**os.environ, "PYTHONUNBUFFERED": "1"})
+        done = _warm[slot].run(argv, env, cwd or REPO, timeout)
     else:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd or REPO)
     if check and done.returncode != 0:
         raise AssertionError(f"{script} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done
+
+
+def run_ranks(script: str, *args, work, port: int, world: int = 2, env_extra=None, timeout=300):
+    """What `torchrun --nproc_per_node=<world>` does for a CPU run, without its launcher's
+    start-up: `world` processes of src/<script> (or a path) at once, each forked from a warm
+    interpreter of its own, with the variables torchrun gives a rank (RANK, LOCAL_RANK,
+    WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT; one thread each); the process
+    group forms through env:// as under torchrun. A rank that fails takes the others down,
+    as torchrun's agent does (with SRX4_COLD_SCRIPTS=1 the others end by `timeout`). Asserts every rank exits 0; returns their CompletedProcesses.
+    torchrun itself is run by test_ddp_two_processes_validate_like_one, gpu_check's ddp
+    section and the kernel tests."""
+    import threading
+    import signal
+    results = [None] * world
+
+    def rank(r):
+        env = {**(env_extra or {}), "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(world),
+               "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "OMP_NUM_THREADS": "1"}
+        results[r] = run_script(script, *args, work=work, env_extra=env, check=False, timeout=timeout, slot=r)
+        if results[r].returncode != 0:                     # the others would wait for it in a collective
+            for k in range(world):
+                server = _warm.get(k)
+                if k != r and results[k] is None and server is not None and server.pid:
+                    try:
+                        os.killpg(server.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r, done in enumerate(results):
+        assert done is not None and done.returncode == 0, (
+            f"rank {r} of {script} failed ({done and done.returncode}):\n"
+            + "\n".join(f"--- rank {k}:\n{d.stdout[-2000:]}\n{d.stderr[-2000:]}" for k, d in enumerate(results) if d))
+    return results
 
 
 def needs_shared(path: str):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, SHARED, TINY, make_pairs, needs_shared, run_script
+from conftest import REPO, SHARED, TINY, make_pairs, needs_shared, run_ranks, run_script
 from srx4.data import cache as image_cache
 from srx4.data.patches import EpochBatches, samples_per_epoch
 from srx4.train.step import learning_rate_at
@@ -180,14 +180,9 @@ def test_sample_positions_mean_the_same_for_any_process_count():
 @pytest.mark.slow
 def test_two_ranks_resumed_in_one_process_continue_at_the_same_point(tmp_path, free_port):
     data = make_pairs(tmp_path / "data", count=8)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
-    env.update(SRX4_WORK_DIR=str(tmp_path), SRX4_KAGGLE_ROOT=str(tmp_path / "none"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port}",
-           str(REPO / "src/train.py"), "--data", str(data), *TINY, "--epochs", "2", "--patches-per-image", "200",
-           "--checkpoint-every", "5", "--time-limit", "0.0002", "--run-name", "two", "--val-fraction", "0",
-           "--cache-dir", str(tmp_path / "cache")]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run_ranks("train.py", "--data", data, *TINY, "--epochs", "2", "--patches-per-image", "200",
+              "--checkpoint-every", "5", "--time-limit", "0.0002", "--run-name", "two", "--val-fraction", "0",
+              "--cache-dir", tmp_path / "cache", work=tmp_path, port=free_port)
     assert not list((tmp_path / "cache").iterdir())                     # the shared cache went with the run
     ckpt = torch.load(tmp_path / "logs/two/last.ckpt", weights_only=True)
     assert ckpt["world"] == 2 and ckpt["samples_in_epoch"] % 8 == 0 and 0 < ckpt["samples_seen"] < 2 * 8 * 200

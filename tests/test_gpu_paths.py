@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import LEARNING, REPO, TINY, make_pairs, need_module, run_script
+from conftest import LEARNING, REPO, TINY, make_pairs, need_module, run_ranks, run_script
 from srx4.core import gpu_memory
 from srx4.predict import inference as infer
 from srx4.image import metrics
@@ -21,14 +21,10 @@ from srx4.train.step import BatchNormGuard, train_step
 from srx4.predict.inference import super_resolve
 
 
-def torchrun(port, script, *args, tmp_path, timeout=300):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
-    env.update(SRX4_WORK_DIR=str(tmp_path), SRX4_KAGGLE_ROOT=str(tmp_path / "none"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           str(script), *map(str, args)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+def two_ranks(port, script, *args, tmp_path, timeout=300):
+    """Two gloo ranks of `script` (conftest.run_ranks: torchrun's environment, warm processes)."""
+    return run_ranks(script, *args, work=tmp_path, port=port, env_extra={"SRX4_KAGGLE_ROOT": str(tmp_path / "none")},
+                     timeout=timeout)
 
 
 # 1 + 3: one clock and one run folder for all ranks -----------------------------------------------
@@ -38,7 +34,7 @@ def test_ranks_held_apart_under_a_time_limit_share_the_folder_and_end_bit_identi
     names two folders, and a time share read from each rank's clock gives each rank its own
     learning rate at every step (DDP averages gradients, never re-syncs weights)."""
     data = make_pairs(tmp_path / "data", count=8)
-    torchrun(free_port, REPO / "tests/helpers/delayed_rank.py", "1.5", "--data", data, *TINY,
+    two_ranks(free_port, REPO / "tests/helpers/delayed_rank.py", "1.5", "--data", data, *TINY,
              "--epochs", "50", "--patches-per-image", "8", "--time-limit", "0.0025", "--val-fraction", "0.25",
              "--learning-rate", "1e-3", "--cache-dir", tmp_path / "cache", tmp_path=tmp_path)
     (run,) = [p for p in (tmp_path / "logs").iterdir() if (p / "summary.json").is_file()]
@@ -62,7 +58,7 @@ def test_a_model_that_cannot_run_fp16_trains_fp32_under_ddp(tmp_path, free_port)
     swinir = tmp_path / "4x_tiny_SwinIR.pth"
     torch.save({"params": net.state_dict()}, swinir)
     data = make_pairs(tmp_path / "data", count=6, hr_side=64)
-    torchrun(free_port, REPO / "src/train.py", "--init-weights", swinir, "--data", data, "--run-name", "swin",
+    two_ranks(free_port, REPO / "src/train.py", "--init-weights", swinir, "--data", data, "--run-name", "swin",
              "--epochs", "1", "--batch-size", "2", "--patch-size", "16", "--patches-per-image", "1",
              "--device", "cpu", "--threads", "1", "--sample-every", "0", "--bn-refresh", "0",
              "--amp-dtype", "fp16", "--cache-dir", tmp_path / "cache", tmp_path=tmp_path)
@@ -217,7 +213,7 @@ def test_fp16_rehearsal_two_ranks_ema_grad_accum_beats_bicubic(tmp_path, free_po
     data = make_pairs(tmp_path / "data" / "train", count=20, hr_side=128)
     flags = dict(zip(LEARNING[::2], LEARNING[1::2]))
     flags.update({"--batch-size": "4", "--epochs": "6", "--learning-rate": "3e-3", "--threads": "1"})
-    torchrun(free_port, REPO / "src/train.py", "--data", data, "--model", "span", *[a for kv in flags.items()
+    two_ranks(free_port, REPO / "src/train.py", "--data", data, "--model", "span", *[a for kv in flags.items()
              for a in kv], "--warmup-steps", "5", "--amp-dtype", "fp16", "--ema", "0.9", "--grad-accum", "2",
              "--run-name", "t4", "--cache-dir", tmp_path / "cache", tmp_path=tmp_path)
     run = tmp_path / "logs/t4"

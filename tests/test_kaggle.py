@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, TINY, make_pairs, need_module, run_script
+from conftest import REPO, TINY, make_pairs, need_module, run_ranks, run_script
 from srx4.submit.submission import validate_csv
 
 sys.path.insert(0, str(REPO / "kernels"))
@@ -168,13 +168,9 @@ def test_ddp_rank_losing_a_whole_batch_does_not_hang(tmp_path, free_port):
     data = make_pairs(tmp_path / "data", count=6)
     broken = data / "hr" / "img_001.png"
     broken.write_bytes(broken.read_bytes()[:200])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
-    env.update(SRX4_WORK_DIR=str(tmp_path), SRX4_KAGGLE_ROOT=str(tmp_path / "none"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port}",
-           str(REPO / "src/train.py"), "--data", str(data), *TINY, "--batch-size", "1", "--epochs", "2",
-           "--patches-per-image", "2", "--val-fraction", "0", "--device-data", "on", "--run-name", "lost"]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run_ranks("train.py", "--data", data, *TINY, "--batch-size", "1", "--epochs", "2", "--patches-per-image", "2",
+              "--val-fraction", "0", "--device-data", "on", "--run-name", "lost", work=tmp_path, port=free_port,
+              timeout=120)
     with open(tmp_path / "logs/lost/metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"] and sum(int(r["dropped_samples"]) for r in rows) > 0

@@ -22,7 +22,7 @@ import sys, time
 data = open("{archive}", "rb").read()
 with open(sys.argv[1] + "/data.zip", "wb") as f:
     for k in range(0, len(data), len(data) // 4 + 1):
-        f.write(data[k:k + len(data) // 4 + 1]); f.flush(); time.sleep(1.2)
+        f.write(data[k:k + len(data) // 4 + 1]); f.flush(); time.sleep(0.3)
 PY
 echo "Downloaded data.zip"
 """)

@@ -8,16 +8,24 @@ In tensors: float32, RGB, NCHW, range [0, 1] (`to_tensor` / `to_uint8`).
 
 Writes are atomic: a temp file in the same folder, flushed, then renamed, so a
 kill never leaves a torn PNG under the final name.
+
+torch is imported by the tensor helpers only when called: reading and writing files
+(make_submission.py, the CSV formats) starts without it.
 """
+from __future__ import annotations
+
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
 from srx4.core.errors import UserError
 from srx4.core.io import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 cv2.setNumThreads(1)  # decoding runs in our own worker threads/processes
@@ -124,9 +132,10 @@ def write_png(path, img: np.ndarray, level: int = 3):
     atomic_write_bytes(path, encode_png(img, level))
 
 
-def to_tensor(img: np.ndarray, dtype=torch.float32) -> torch.Tensor:
-    """uint8 (H, W, C) -> (C, H, W) in [0, 1]; a grey (H, W) image -> (1, H, W)."""
-    t = torch.from_numpy(np.ascontiguousarray(img)).to(dtype).div_(255)
+def to_tensor(img: np.ndarray, dtype=None) -> torch.Tensor:
+    """uint8 (H, W, C) -> (C, H, W) in [0, 1] (float32 unless `dtype`); a grey (H, W) image -> (1, H, W)."""
+    import torch
+    t = torch.from_numpy(np.ascontiguousarray(img)).to(dtype or torch.float32).div_(255)
     return t[None] if img.ndim == 2 else t.permute(2, 0, 1)
 
 
