@@ -1,5 +1,6 @@
 """Real `python src/train.py` runs on small real images: artifacts, resume, kill -9,
 hostile input, non-finite losses, and rebuilding the model in a fresh process."""
+import base64
 import csv
 import importlib.util
 import json
@@ -33,6 +34,10 @@ def test_train_writes_every_artifact_and_resumes(tmp_path, pairs_dir):
     split = json.loads((run / "split.json").read_text())
     assert split["val"] and not set(split["train"]) & set(split["val"])
     assert len((run / "metrics.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    # curves.png is drawn at most every 20 s during a run, and always at its end: the last one has every epoch
+    # (written after the last metrics row), and the report shows that same picture
+    assert (run / "curves.png").stat().st_mtime_ns >= (run / "metrics.csv").stat().st_mtime_ns
+    assert base64.b64encode((run / "curves.png").read_bytes()).decode() in (run / "report.html").read_text()
     checkpoint = torch.load(run / "last.ckpt", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["train_config"]["run"] == "r1"
 

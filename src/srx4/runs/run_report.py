@@ -2,6 +2,9 @@
 curves.png, samples/epoch_NNN.png, the tracker (--tracker) and logs/<run>/report.html
 (at the end on every validation image, with the best weights). `RunViews` does it all
 for the trainer (main process only); a picture that fails never stops a run.
+curves.png is redrawn after a validation at most every CURVES_EVERY_S seconds (a drawing
+costs 0.3-0.8 s of a CPU core: on short epochs it would rival the training) and always at
+the end; the report between two drawings shows the last one.
 
 `write_run_report(run_dir, cfg, rows, bicubic, model_images, bicubic_images, case_source, status)`:
 rows the metrics.csv rows, bicubic the bicubic validation means, model_images /
@@ -11,6 +14,7 @@ case_source(index) -> (lr, bicubic, sr, hr) for the images shown as crops.
 import dataclasses
 import functools
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +28,7 @@ from srx4.runs.runlog import METRIC_COLUMNS
 from srx4.runs.tracking import open_tracker
 
 REPORT_NAME = layout.REPORT
+CURVES_EVERY_S = 20.0
 CASES_SHOWN = 3          # images shown as crops at each end of the gain ranking
 FIGURES = ("psnr", "ssim", "score", "psnr_y")
 
@@ -127,6 +132,7 @@ class RunViews:
         """cfg: the run's TrainConfig (srx4.train.config), read as attributes."""
         self.run_dir, self.cfg, self.log, self.enabled = run_dir, cfg, log, enabled
         self.tracker = open_tracker(cfg.tracker, run_dir, dataclasses.asdict(cfg)) if enabled else None
+        self.curves, self.drawn_at = None, 0.0          # the last curves.png drawn, and when
         if self.tracker:
             log(f"tracking to {self.tracker.description}")
 
@@ -136,8 +142,7 @@ class RunViews:
         if not self.enabled:
             return
         cfg = self.cfg
-        curves = curves_png(self.log.rows, bicubic)       # drawn once: curves.png and the report
-        atomic_write_bytes(self.run_dir / layout.CURVES, curves)
+        curves = self._curves(bicubic)                    # drawn once: curves.png and the report
         first = val.first if val else None
         sample = cfg.sample_every and epoch % cfg.sample_every == 0
         strip = comparison_strip(*first, cfg.scale) if first is not None and (sample or self.tracker) else None
@@ -152,10 +157,20 @@ class RunViews:
         if not self.enabled:
             return
         stopped = f" ({summary['stopped']})" if summary["stopped"] else ""
+        curves = self._curves(bicubic, final=True)
         self._report(val, dataset, bicubic, bicubic_images, device,
-                     f"finished: {summary['epochs_done']} of {self.cfg.epochs} epochs{stopped}", summary)
+                     f"finished: {summary['epochs_done']} of {self.cfg.epochs} epochs{stopped}", summary, curves)
         if self.tracker:
             self.tracker.finish(summary, self.run_dir)
+
+    def _curves(self, bicubic, final: bool = False) -> bytes:
+        """curves.png of the rows so far, redrawn when `final`, the first time, or
+        CURVES_EVERY_S after the last drawing; else the last drawing."""
+        if final or self.curves is None or time.monotonic() - self.drawn_at >= CURVES_EVERY_S:
+            self.curves = curves_png(self.log.rows, bicubic)
+            atomic_write_bytes(self.run_dir / layout.CURVES, self.curves)
+            self.drawn_at = time.monotonic()
+        return self.curves
 
     def _report(self, val, dataset, bicubic, bicubic_images, device, status, summary=None, curves=None):
         if not val:
