@@ -236,9 +236,8 @@ def test_gpu_check_dry_run_starts_every_section(tmp_path):
     (train.py in fp16 / bf16 / compile modes, torchrun DDP, predict.py -> CSV, the precision
     comparison) at tiny sizes; nothing is appended to RESULTS.md by a dry run."""
     before = (REPO / "benchmarks/RESULTS.md").read_bytes()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks/gpu_check.py"), "--device", "cpu", "--dry-run",
-                           "--work", str(tmp_path)], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    done = run_script(REPO / "benchmarks/gpu_check.py", "--device", "cpu", "--dry-run", "--work", tmp_path, cwd=REPO,
+                      check=False, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     rows = {r["section"]: r for r in report["results"]}
