@@ -132,7 +132,7 @@ class RunViews:
         """cfg: the run's TrainConfig (srx4.train.config), read as attributes."""
         self.run_dir, self.cfg, self.log, self.enabled = run_dir, cfg, log, enabled
         self.tracker = open_tracker(cfg.tracker, run_dir, dataclasses.asdict(cfg)) if enabled else None
-        self.curves, self.drawn_at = None, 0.0          # the last curves.png drawn, and when
+        self.curves, self.drawn_at, self.drawn_rows = None, 0.0, 0    # the last curves.png drawn, when, of how many rows
         if self.tracker:
             log(f"tracking to {self.tracker.description}")
 
@@ -164,12 +164,14 @@ class RunViews:
             self.tracker.finish(summary, self.run_dir)
 
     def _curves(self, bicubic, final: bool = False) -> bytes:
-        """curves.png of the rows so far, redrawn when `final`, the first time, or
-        CURVES_EVERY_S after the last drawing; else the last drawing."""
-        if final or self.curves is None or time.monotonic() - self.drawn_at >= CURVES_EVERY_S:
+        """curves.png of the rows so far: drawn the first time, then redrawn when rows were added
+        since and it is `final` or CURVES_EVERY_S after the last drawing; else the last drawing."""
+        rows = len(self.log.rows)
+        if self.curves is None or (rows != self.drawn_rows
+                                   and (final or time.monotonic() - self.drawn_at >= CURVES_EVERY_S)):
             self.curves = curves_png(self.log.rows, bicubic)
             atomic_write_bytes(self.run_dir / layout.CURVES, self.curves)
-            self.drawn_at = time.monotonic()
+            self.drawn_at, self.drawn_rows = time.monotonic(), rows
         return self.curves
 
     def _report(self, val, dataset, bicubic, bicubic_images, device, status, summary=None, curves=None):
