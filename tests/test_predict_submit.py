@@ -4,7 +4,6 @@ import csv
 import json
 
 import pytest
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from conftest import SHARED, TINY, make_pairs, needs_shared, run_script
 from srx4.image.codec import read_image
@@ -115,6 +114,7 @@ def test_score_agrees_with_scikit_image_and_its_bicubic_line_is_predicts(trained
     """score.py's figures against scikit-image, and its bicubic line against the PNGs
     predict.py --model bicubic writes (the same values; that a model beats bicubic is
     test_learned.py's)."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity   # 1.2 s to import: only here
     work, test = trained
     pngs = tmp_path / "png"
     run_script("predict.py", "--model", "bicubic", "--input", test / "lr", "--output", pngs, work=work)

@@ -20,6 +20,7 @@ Protocol, one JSON line each way on stdin/stdout: request {"script", "args", "cw
 killed by signal -R). tests/conftest.py's `run_script` uses it unless the run changes
 what the interpreter reads at start (PYTHONPATH, thread counts) or SRX4_COLD_SCRIPTS=1.
 """
+import gc
 import importlib
 import json
 import os
@@ -62,6 +63,9 @@ def child(request: dict):
 def main():
     for module in PRELOAD:
         importlib.import_module(module)
+    # Everything imported so far out of the collector's reach: a child's exit then does not walk (and so
+    # copy, page by page) the whole inherited heap: 2.2 s -> 0.6 s of every run's exit on 2 cores
+    gc.freeze()
     sys.stdout = open(os.devnull, "w")            # only answer() writes to the protocol pipe
     for line in sys.stdin:
         request = json.loads(line)

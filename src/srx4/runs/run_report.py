@@ -157,7 +157,11 @@ class RunViews:
         if not self.enabled:
             return
         stopped = f" ({summary['stopped']})" if summary["stopped"] else ""
-        curves = self._curves(bicubic, final=True)
+        try:
+            curves = self._curves(bicubic, final=True)
+        except Exception as err:        # a picture must never cost a training run
+            curves = None
+            self.log(f"{layout.CURVES} not redrawn: {type(err).__name__}: {err}")
         self._report(val, dataset, bicubic, bicubic_images, device,
                      f"finished: {summary['epochs_done']} of {self.cfg.epochs} epochs{stopped}", summary, curves)
         if self.tracker:
