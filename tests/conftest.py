@@ -147,7 +147,11 @@ def run_ranks(script: str, *args, work, port: int, world: int = 2, env_extra=Non
         env = {**(env_extra or {}), "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(world),
                "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                "OMP_NUM_THREADS": "1"}
-        results[r] = run_script(script, *args, work=work, env_extra=env, check=False, timeout=timeout, slot=r)
+        try:
+            results[r] = run_script(script, *args, work=work, env_extra=env, check=False, timeout=timeout, slot=r)
+        except subprocess.TimeoutExpired as late:
+            results[r] = subprocess.CompletedProcess(late.cmd, -9, f"{late.stdout or ''}",
+                                                     f"{late.stderr or ''}\n(killed after {timeout} s)")
         if results[r].returncode != 0:                     # the others would wait for it in a collective
             for k in range(world):
                 server = _warm.get(k)
@@ -162,10 +166,10 @@ def run_ranks(script: str, *args, work, port: int, world: int = 2, env_extra=Non
         t.start()
     for t in threads:
         t.join()
-    for r, done in enumerate(results):
-        assert done is not None and done.returncode == 0, (
-            f"rank {r} of {script} failed ({done and done.returncode}):\n"
-            + "\n".join(f"--- rank {k}:\n{d.stdout[-2000:]}\n{d.stderr[-2000:]}" for k, d in enumerate(results) if d))
+    failed = sorted((done.returncode < 0, r) for r, done in enumerate(results) if done.returncode != 0)
+    assert not failed, (    # the rank that failed first is named, not one taken down after it
+        f"rank {failed[0][1]} of {script} failed ({results[failed[0][1]].returncode}):\n"
+        + "\n".join(f"--- rank {k}:\n{d.stdout[-2000:]}\n{d.stderr[-2000:]}" for k, d in enumerate(results)))
     return results
 
 
