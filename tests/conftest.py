@@ -118,6 +118,7 @@ def run_script(script: str, *args, work=None, env_extra=None, check=True, timeou
     env.update(env_extra or {})
     argv = [sys.executable, str(REPO / "src" / script), *map(str, args)]      # an absolute path stays itself
     warm = (os.environ.get("SRX4_COLD_SCRIPTS", "") in ("", "0")
+            and "MUTANT_UNDER_TEST" not in os.environ      # mutmut reaps any child: a long-lived server confuses it
             and all(env.get(k) == os.environ.get(k) for k in STARTUP_ENV))
     if warm:
         if not (_warm.get(slot) and _warm[slot].alive()):

@@ -111,6 +111,23 @@ def test_the_sample_chooses_the_format_the_form_and_the_order(srgb_like):
     assert validate_csv(plain, srgb_like / "lr") == 3
 
 
+def test_iter_rows_reads_an_rle_csv_back_with_the_sizes_it_asks_for(srgb_like):
+    """iter_rows on an rle CSV written from a sample: (id, filename, pixels) per row in the
+    sample's order, each cell decoded at the size that size_of(id, filename) gives."""
+    out = srgb_like / "s.csv"
+    write_submission(srgb_like / "png", srgb_like / "lr", out, sample_csv=srgb_like / "sample_bare.csv")
+    asked = []
+
+    def size_of(row_id, filename):
+        asked.append((row_id, filename))
+        return read_image(srgb_like / "png" / filename).shape[:2]
+    rows = list(iter_rows(out, size_of))
+    assert asked == [("0", "00002.png"), ("1", "00000.png"), ("2", "00001.png")]
+    assert [(r[0], r[1]) for r in rows] == asked
+    for _, filename, pixels in rows:
+        assert pixels.dtype == np.uint8 and np.array_equal(pixels, read_image(srgb_like / "png" / filename))
+
+
 def test_a_broken_rle_row_is_named(srgb_like):
     out = srgb_like / "s.csv"
     write_submission(srgb_like / "png", srgb_like / "lr", out, sample_csv=srgb_like / "sample_literal.csv")

@@ -222,3 +222,26 @@ def test_full_ycbcr_matches_scikit_image_and_inverts():
     ycbcr = rgb_to_ycbcr(t(hr)[None])[0].permute(1, 2, 0).numpy() * 255
     assert np.abs(ycbcr - rgb2ycbcr(hr)).max() < 1e-9
     assert (ycbcr_to_rgb(rgb_to_ycbcr(t(hr)[None])) - t(hr)[None]).abs().max().item() < 1e-12
+
+
+def test_the_leaderboard_figure_is_the_competition_s_own_or_gnr638_s_named():
+    from srx4.image.scoring import COMPETITION_METRICS, leaderboard_metric
+    assert COMPETITION_METRICS["gnr638"] == "psnr+40ssim" and COMPETITION_METRICS["super-resolution-in-video-games"] == "psnr"
+    for slug, metric in COMPETITION_METRICS.items():
+        assert leaderboard_metric("auto", slug) == (metric, f"the leaderboard of {slug}")
+    for slug in ("", "some-other-competition"):
+        assert leaderboard_metric("auto", slug) == ("psnr+40ssim", "no known competition found: GNR638's figure")
+    assert leaderboard_metric("psnr", "gnr638") == ("psnr", "--metric")      # asked for: the flag wins
+    assert leaderboard_metric("psnr+40ssim") == ("psnr+40ssim", "--metric")
+
+
+def test_a_validation_gives_its_figures_by_name():
+    from srx4.image.scoring import VALIDATION_COLUMNS, Validation
+    rows = [{"index": 0, "name": "a.png", "psnr": 30.0}, {"index": 1, "name": "b.png", "psnr": 31.0}]
+    val = Validation(psnr=30.5, psnr_y=32.25, ssim=0.875, score=65.5, images=2, dropped=1, per_image=rows)
+    assert VALIDATION_COLUMNS == ("psnr", "psnr_y", "ssim", "score")
+    assert [val.figure(c) for c in VALIDATION_COLUMNS] == [30.5, 32.25, 0.875, 65.5]
+    with pytest.raises(KeyError, match="images is not one of"):
+        val.figure("images")
+    assert val.figures() == {"psnr": 30.5, "psnr_y": 32.25, "ssim": 0.875, "score": 65.5, "images": 2, "dropped": 1}
+    assert val.by_name() == {"a.png": rows[0], "b.png": rows[1]}
