@@ -137,9 +137,9 @@ def run_ranks(script: str, *args, work, port: int, world: int = 2, env_extra=Non
     interpreter of its own, with the variables torchrun gives a rank (RANK, LOCAL_RANK,
     WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT; one thread each); the process
     group forms through env:// as under torchrun. A rank that fails takes the others down,
-    as torchrun's agent does (with SRX4_COLD_SCRIPTS=1 the others end by `timeout`). Asserts every rank exits 0; returns their CompletedProcesses.
-    torchrun itself is run by test_ddp_two_processes_validate_like_one, gpu_check's ddp
-    section and the kernel tests."""
+    as torchrun's agent does (with SRX4_COLD_SCRIPTS=1 the others end by `timeout`).
+    Asserts every rank exits 0; returns their CompletedProcesses. torchrun itself is run by
+    test_ddp_two_processes_validate_like_one, gpu_check's ddp section and the kernel tests."""
     import threading
     import signal
     results = [None] * world

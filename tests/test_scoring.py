@@ -226,7 +226,8 @@ def test_full_ycbcr_matches_scikit_image_and_inverts():
 
 def test_the_leaderboard_figure_is_the_competition_s_own_or_gnr638_s_named():
     from srx4.image.scoring import COMPETITION_METRICS, leaderboard_metric
-    assert COMPETITION_METRICS["gnr638"] == "psnr+40ssim" and COMPETITION_METRICS["super-resolution-in-video-games"] == "psnr"
+    assert COMPETITION_METRICS["gnr638"] == "psnr+40ssim"
+    assert COMPETITION_METRICS["super-resolution-in-video-games"] == "psnr"
     for slug, metric in COMPETITION_METRICS.items():
         assert leaderboard_metric("auto", slug) == (metric, f"the leaderboard of {slug}")
     for slug in ("", "some-other-competition"):

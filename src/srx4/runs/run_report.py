@@ -132,7 +132,7 @@ class RunViews:
         """cfg: the run's TrainConfig (srx4.train.config), read as attributes."""
         self.run_dir, self.cfg, self.log, self.enabled = run_dir, cfg, log, enabled
         self.tracker = open_tracker(cfg.tracker, run_dir, dataclasses.asdict(cfg)) if enabled else None
-        self.curves, self.drawn_at, self.drawn_rows = None, 0.0, 0    # the last curves.png drawn, when, of how many rows
+        self.curves, self.drawn_at, self.drawn_rows = None, 0.0, 0    # the last curves.png: bytes, when, rows
         if self.tracker:
             log(f"tracking to {self.tracker.description}")
 
