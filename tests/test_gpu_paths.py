@@ -23,8 +23,7 @@ from srx4.predict.inference import super_resolve
 
 def two_ranks(port, script, *args, tmp_path, timeout=300):
     """Two gloo ranks of `script` (conftest.run_ranks: torchrun's environment, warm processes)."""
-    return run_ranks(script, *args, work=tmp_path, port=port, env_extra={"SRX4_KAGGLE_ROOT": str(tmp_path / "none")},
-                     timeout=timeout)
+    return run_ranks(script, *args, work=tmp_path, port=port, timeout=timeout)
 
 
 # 1 + 3: one clock and one run folder for all ranks -----------------------------------------------
