@@ -1,7 +1,7 @@
 """Super-resolve single images: photo.png -> photo_x4.png beside it (or in --output).
 
 In:  --weights FILE_OR_RUN_DIR or a shipped name (default: the newest run, else the
-     shipped recommended weights, weights/span-x4) and one or more images.
+     shipped recommended weights, weights/srresnet-x4) and one or more images.
 Out: NAME_x<scale>.png; with --compare also NAME_x<scale>_compare.png, a
      labelled side-by-side figure of bicubic | SR at the output size, with
      | HR and each panel's PSNR when --hr names the ground truth (a file, or a

@@ -186,18 +186,20 @@ def test_super_resolve_one_image_with_comparison(trained, tmp_path):
 
 
 def test_super_resolve_without_a_run_uses_the_shipped_recommended_weights(trained, tmp_path):
-    """No --weights and no run of one's own: the shipped span-x4 (here a trained run's files in
-    a weights folder of its own, SRX4_WEIGHTS_DIR), said so; with none shipped, one line."""
+    """No --weights and no run of one's own: the first shipped of paths.RECOMMENDED, srresnet-x4
+    before span-x4 (here both are a trained run's files in a weights folder of its own,
+    SRX4_WEIGHTS_DIR), said so; with none shipped, one line."""
     import shutil
     work, test = trained
-    shipped = tmp_path / "weights" / "span-x4"
-    shipped.mkdir(parents=True)
-    for name in ("best.safetensors", "model.json"):
-        shutil.copy(work / "logs" / "t" / name, shipped / name)
+    for folder in ("span-x4", "srresnet-x4"):
+        (tmp_path / "weights" / folder).mkdir(parents=True)
+        for name in ("best.safetensors", "model.json"):
+            shutil.copy(work / "logs" / "t" / name, tmp_path / "weights" / folder / name)
+    shipped = tmp_path / "weights" / "srresnet-x4"
     fresh = tmp_path / "fresh"                                    # a work folder without logs/last_run.json
     done = run_script("super_resolve.py", test / "lr" / "img_000.png", "--output", tmp_path / "out", work=fresh,
                       env_extra={"SRX4_WEIGHTS_DIR": str(tmp_path / "weights")})
-    assert f"using the shipped weights span-x4 ({shipped / 'CARD.md'})" in done.stdout
+    assert f"using the shipped weights srresnet-x4 ({shipped / 'CARD.md'})" in done.stdout
     assert read_image(tmp_path / "out" / "img_000_x4.png").shape == (96, 96, 3)
     none = run_script("super_resolve.py", test / "lr" / "img_000.png", work=fresh, check=False,
                       env_extra={"SRX4_WEIGHTS_DIR": str(tmp_path / "empty")})

@@ -61,7 +61,7 @@ def shipped_names() -> list:
     return sorted(p.name for p in root.iterdir() if (p / layout.WEIGHTS).is_file()) if root.is_dir() else []
 
 
-RECOMMENDED = ("span-x4", "srresnet-x4")   # the shipped weights to use when none are named, best first
+RECOMMENDED = ("srresnet-x4", "span-x4")   # the shipped weights to use when none are named, best first
 
 
 def recommended_weights():
