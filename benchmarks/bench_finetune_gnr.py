@@ -79,14 +79,13 @@ def main():
 
     rows = {"bicubic": on_frames(lambda lr: bicubic_prediction(lr, 4)),
             "start weights as they are": on_frames(with_model(load_model(args.weights)[0]))}
-    start = Path(args.weights).resolve().name          # runs kept per start: another start never reuses them
+    tag = f"{Path(args.weights).resolve().name}_e{args.epochs}_lr{args.learning_rate:g}"   # runs kept per start
     for name, flags in runs.items():
-        run_name = f"{name.replace(' ', '_')}_{start}_e{args.epochs}_lr{args.learning_rate:g}"
+        run_name = f"{name.replace(' ', '_')}_{tag}"
         if not (out / "logs" / run_name / "summary.json").is_file():
             run("train.py", *common, *flags, "--run", run_name, work=out)
         rows[name] = on_frames(with_model(load_model(out / "logs" / run_name)[0]))
-    tuned = f"fine-tuned_{start}_e{args.epochs}_lr{args.learning_rate:g}"
-    steps = list(csv.DictReader(open(out / "logs" / tuned / "metrics.csv")))[-1]["step"]
+    steps = list(csv.DictReader(open(out / "logs" / f"fine-tuned_{tag}" / "metrics.csv")))[-1]["step"]
     print(f"trained on 12 crops of 00029, {args.epochs} epochs, {steps} steps; start: {args.weights}")
     print("| model | 00034 PSNR | 00034 score (PSNR + 40 SSIM) | 00029 PSNR (trained on) | 00029 score |")
     print("|---|---|---|---|---|")
