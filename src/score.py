@@ -52,7 +52,7 @@ class ScoreConfig:
     scale: int = option(4, "the upscale factor, for the papers' border shave (taken from the LR files when there)")
     device: str = option("auto", "auto, cpu or cuda (float64 on a CPU, float32 on a GPU)")
     output: str = option("", "per-image CSV (default: <predictions>_scores.csv)")
-    metric: str = option("auto", "the leaderboard's figure to name: psnr+40ssim (GNR638) or psnr (SRGB); auto = "
+    metric: str = option("auto", "the leaderboard's figure to name: score = PSNR + 40 SSIM (GNR638) or psnr (SRGB); auto = "
                                  "the competition's, found under the Kaggle input or in data/competition.txt",
                          choices=["auto", *LEADERBOARD_COLUMNS])
     quiet: bool = option(False, "no progress bar")

@@ -3,12 +3,13 @@ folders, from scratch or fine-tuning given weights (ours, shipped, or a foreign 
 
 In:  --data DIR holding lr/NAME and hr/NAME (default: data/train, the competition
      folders under /kaggle/input on Kaggle, else the bundled demo built from
-     scikit-image's photos).
+     scikit-image's photos); --config FILE, a recipe of these settings (configs/).
 Out: logs/<run>/ best.safetensors + model.json (best validation RGB PSNR, or score with --select),
      last.ckpt (resumable), config.json, split.json, hygiene.json, train.log,
      metrics.csv, curves.png, samples/epoch_NNN.png.
 
     python src/train.py                                   # the demo, on CPU, a few minutes
+    python src/train.py --config configs/cpu-finetune.toml --data data/train   # a recipe, flags override it
     python src/train.py --data data/train --epochs 100 --run srresnet_a
     python src/train.py --resume logs/srresnet_a/last.ckpt
     python src/train.py --init-weights srresnet-x4 --epochs 20        # fine-tune shipped weights
@@ -20,6 +21,7 @@ import shutil
 import signal
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -28,7 +30,7 @@ from srx4.core import distributed, gpu_memory, paths
 from srx4.models import ARCHS
 from srx4.models.weights import WeightsError, load_model
 from srx4.runs.checkpoint import load_checkpoint
-from srx4.core.cli import given_fields, parse_config, run_main
+from srx4.core.cli import parse_with_file, run_main
 from srx4.core.system import resolve_device
 from srx4.runs.tracking import check_tracker
 from srx4.core.errors import FlagError, MissingData, UserError
@@ -47,8 +49,11 @@ def apply_demo(config: TrainConfig, given: set) -> TrainConfig:
     """Use the demo data and preset for every flag the user did not give (`given`)."""
     from srx4.data.demo import build_demo
     demo = build_demo(paths.demo_dir(), config.scale)
-    print(f"no competition data found (data/train/{{lr,hr}}): training on the bundled demo in {demo} "
-          f"(scikit-image photos); put your data in data/train to train on it", flush=True)
+    if config.data == "demo":
+        print(f"training on the bundled demo in {demo} (scikit-image photos), as --data demo asks", flush=True)
+    else:
+        print(f"no competition data found (data/train/{{lr,hr}}): training on the bundled demo in {demo} "
+              f"(scikit-image photos); put your data in data/train to train on it", flush=True)
     config.data = str(demo / "train")
     shape = {} if config.init_weights else ARCHS[config.model].demo_preset   # fine-tuning keeps the weights' model
     preset = {k: v for k, v in {**shape, **DEMO_PRESET}.items() if k not in given}
@@ -107,27 +112,63 @@ def free_run_name(name: str, explicit: bool) -> str:
     return f"{name}_{k}"
 
 
+def check_ranges(config: TrainConfig, given: dict):
+    """Every value in its range (TrainConfig.problems), else one line naming the flag or the
+    recipe's key."""
+    for name, allowed in config.problems():
+        where = given.get(name, "--" + name.replace("_", "-"))
+        raise FlagError(f"{where} = {getattr(config, name)!r}: {allowed}")
+
+
+def warn_idle(config: TrainConfig, given: dict):
+    """One warning line naming the given settings that have no effect under the others."""
+    cuda = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
+    fp16 = config.amp and (config.amp_dtype == "fp16" or (config.amp_dtype == "auto" and cuda and
+                                                           torch.cuda.get_device_capability()[0] < 8))
+    idle = config.without_effect(given, cuda, fp16)
+    if idle and int(os.environ.get("RANK", "0")) == 0:
+        print("warning: no effect here: " + "; ".join(f"{given[name]} ({why})" for name, why in idle), flush=True)
+
+
+def find_init_weights(config: TrainConfig, given: dict):
+    """--init-weights that is a bare file name not found here: the file of that name
+    attached under the Kaggle input, else one line saying what to attach."""
+    wanted = Path(config.init_weights)
+    if wanted.exists() or paths.shipped_weights(config.init_weights) or len(wanted.parts) != 1:
+        return
+    found = sorted((paths.kaggle_root() / "input").rglob(wanted.name)) if paths.on_kaggle() else []
+    if found:
+        print(f"init weights: {found[0]} (found under the Kaggle input)", flush=True)
+        config.init_weights = str(found[0])
+        return
+    where = given.get("init_weights", "--init-weights")
+    raise WeightsError(f"{where} = {config.init_weights!r}: not found here, in weights/ or under the Kaggle input: "
+                       + (f"attach {config.attach}" if config.attach else "give a path to the file"))
+
+
 def main(argv=None):
     """Train; errors a user can act on are raised as UserError (one line from run_main)."""
     argv = sys.argv[1:] if argv is None else argv
-    config = parse_config(TrainConfig, __doc__.split("\n")[0], argv)
-    given = given_fields(TrainConfig, argv)         # what this command line sets: read once
+    config, given = parse_with_file(TrainConfig, __doc__.split("\n")[0], argv)  # given: flag -> where it was set
+    check_ranges(config, given)
     checkpoint = None
-    if config.resume:  # the checkpoint's config wins, except for what this command line gives
+    if config.resume:  # the checkpoint's config wins, except for what this command line (or --config) gives
         checkpoint = load_checkpoint(config.resume)
-        config = from_saved(checkpoint["train_config"], {k: getattr(config, k) for k in given})
+        overrides = {k: getattr(config, k) for k in [*given, *(["config_sha256"] if config.config else [])]}
+        config = from_saved(checkpoint["train_config"], overrides)
     else:
         if config.init_weights:
-            config = adopt_init_weights(config, given)
-        if not config.data:
-            found = paths.default_train_dir()
-            if found is None and not config.demo:
+            find_init_weights(config, given)
+            config = adopt_init_weights(config, set(given))
+        if not config.data or config.data == "demo":
+            found = None if config.data == "demo" else paths.default_train_dir()
+            if found is None and not config.demo and config.data != "demo":
                 raise MissingData(f"no competition data found (data/train/{{lr,hr}}, or lr/ and hr/ under "
                                   f"{paths.kaggle_root() / 'input'}) and --no-demo: attach the competition's data")
-            config = apply_demo(config, given) if found is None else config
+            config = apply_demo(config, set(given)) if found is None else config
             config.data = config.data or str(found)
-    if config.grad_accum < 1 or config.grad_accum > config.batch_size:
-        raise FlagError(f"--grad-accum {config.grad_accum}: between 1 and --batch-size ({config.batch_size})")
+    check_ranges(config, given)
+    warn_idle(config, given)
     check_tracker(config.tracker)
     if config.threads:
         torch.set_num_threads(config.threads)

@@ -8,7 +8,8 @@ from conftest import REPO
 PACKAGE = REPO / "src" / "srx4"
 # a package may import the ones of a lower rank; one rank = one level (data and models
 # are side by side and know nothing of each other)
-RANK = {"core": 0, "image": 1, "data": 2, "models": 2, "predict": 3, "submit": 3, "runs": 4, "train": 5}
+RANK = {"core": 0, "image": 1, "data": 2, "models": 2, "predict": 3, "submit": 3, "runs": 4, "train": 5,
+        "commands": 6}
 
 
 def modules():

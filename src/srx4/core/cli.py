@@ -7,7 +7,9 @@
     config = parse_config(PredictConfig, "Super-resolve test images.", argv)
 
 Field names map to flags with dashes (`batch_size` -> `--batch-size`); bools
-become `--flag / --no-flag`; unknown and abbreviated flags are an error.
+become `--flag / --no-flag`; unknown and abbreviated flags are an error. A field's
+`group` puts it under a heading of --help (and of a recipe file: parse_with_file);
+an `internal` field is recorded with the config but is no flag.
 """
 import argparse
 import dataclasses
@@ -36,20 +38,27 @@ def build_parser(config_class, description: str, positional: str = None) -> argp
     parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
                                      formatter_class=DefaultsFormatter)
     hints = typing.get_type_hints(config_class)
+    sections = {}
     for f in dataclasses.fields(config_class):
+        if f.metadata.get("internal"):
+            continue
+        group = f.metadata.get("group", "")
+        if group and group not in sections:
+            sections[group] = parser.add_argument_group(f"{group} (a recipe's [{group}])")
+        target = sections.get(group, parser)
         kind = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = f.metadata.get("help", "")
         if f.name == positional:
-            parser.add_argument(f.name, nargs="+" if kind == list else None, help=help_text)
+            target.add_argument(f.name, nargs="+" if kind == list else None, help=help_text)
             continue
         flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", [])]
         if kind is bool:
-            parser.add_argument(*flags, default=default, action=argparse.BooleanOptionalAction, help=help_text)
+            target.add_argument(*flags, default=default, action=argparse.BooleanOptionalAction, help=help_text)
         elif kind == list:
-            parser.add_argument(*flags, nargs="+", default=default, help=help_text)
+            target.add_argument(*flags, nargs="+", default=default, help=help_text)
         else:
-            parser.add_argument(*flags, type=kind, default=default, help=help_text,
+            target.add_argument(*flags, type=kind, default=default, help=help_text,
                                 choices=f.metadata.get("choices"))
     return parser
 
@@ -65,9 +74,37 @@ def parse_config(config_class, description: str, argv=None, positional: str = No
     return config
 
 
-def option(default, help_text: str, choices=None, aliases=()):
-    """A dataclass field with a default, help text, optional choices and extra flag names."""
-    meta = {"help": help_text, "aliases": list(aliases)}
+def parse_with_file(config_class, description: str, argv) -> tuple:
+    """Parse argv like parse_config, with `--config FILE` (a TOML recipe,
+    srx4.core.config_file) read first: the file's values replace the defaults, the command
+    line overrides the file. Returns (config, given): for every field the file or the
+    command line sets, where it was set ("--epochs" or "configs/x.toml: epochs"), for
+    the messages that name it. The file's sha256 goes into `config_sha256`."""
+    from srx4.core.config_file import check_choices, read_config_file
+    from srx4.core.errors import FlagError
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    early.add_argument("--config", default="")
+    recipe = early.parse_known_args(argv)[0].config
+    parser = build_parser(config_class, description)
+    from_file, digest = read_config_file(recipe, config_class) if recipe else ({}, "")
+    parser.set_defaults(**from_file)
+    config = config_class(**vars(parser.parse_args(argv)))
+    if recipe:
+        config.config_sha256 = digest
+    given = {name: f"{recipe}: {name}" for name in from_file}
+    given.update({name: "--" + name.replace("_", "-") for name in given_fields(config_class, argv)})
+    for name, allowed in check_choices(config, config_class):
+        raise FlagError(f"{given.get(name, name)} = {getattr(config, name)!r}: {allowed}")
+    if getattr(config, "quiet", False):
+        from srx4.core.progress import set_quiet
+        set_quiet()
+    return config, given
+
+
+def option(default, help_text: str, choices=None, aliases=(), group: str = "", internal: bool = False):
+    """A dataclass field with a default, help text, optional choices, extra flag names, the
+    group it is listed under, and `internal` (kept with the config, never a flag)."""
+    meta = {"help": help_text, "aliases": list(aliases), "group": group, "internal": internal}
     if choices:
         meta["choices"] = choices
     if isinstance(default, list):
@@ -78,7 +115,8 @@ def option(default, help_text: str, choices=None, aliases=()):
 def given_fields(config_class, argv) -> set:
     """Names of the fields this command line sets explicitly (aliases and --no-x included)."""
     actions = build_parser(config_class, "")._option_string_actions
-    return {actions[a.split("=")[0]].dest for a in argv if a.split("=")[0] in actions and a.startswith("--")}
+    return {actions[a.split("=")[0]].dest for a in map(str, argv)
+            if a.split("=")[0] in actions and a.startswith("--")}
 
 
 def run_main(main, argv=None) -> int:

@@ -9,6 +9,7 @@ logs/<run>/
     split.json  hygiene.json        the train/validation split; files left out and why
     train.log  metrics.csv          every line printed; one row per epoch
     summary.json                    the final check against bicubic
+    plan.json                       the session plan (--session-hours, --time-limit), for the kernel
     report.html  curves.png  samples/epoch_NNN.png
 logs/last_run.json                  the run train.py finished last
 submissions/log.csv  submissions/last_prediction.json  <png folder>/.srx4-weights.json
@@ -23,6 +24,7 @@ PAIR_FINDINGS = ".pair_findings.rank{rank}.json"   # streaming under DDP: what r
 TRAIN_LOG = "train.log"
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"
+PLAN = "plan.json"
 REPORT = "report.html"
 CURVES = "curves.png"
 SAMPLES = "samples"

@@ -119,19 +119,20 @@ def bicubic_prediction(lr: np.ndarray, scale: int, device="cpu") -> np.ndarray:
 
 
 # The figure each leaderboard shows, and the column that holds it (competition protocol).
-LEADERBOARD_COLUMNS = {"psnr+40ssim": "score", "psnr": "psnr"}
-COMPETITION_METRICS = {"gnr638": "psnr+40ssim", "gnr-638": "psnr+40ssim",
-                       "super-resolution-in-video-games": "psnr"}
+# One vocabulary with --select: "score" is PSNR + 40 SSIM; "psnr+40ssim" is its old spelling.
+LEADERBOARD_COLUMNS = {"score": "score", "psnr": "psnr"}
+OLD_METRIC_NAMES = {"psnr+40ssim": "score"}
+COMPETITION_METRICS = {"gnr638": "score", "gnr-638": "score", "super-resolution-in-video-games": "psnr"}
 
 
 def leaderboard_metric(wanted: str, slug: str = ""):
     """(metric, why) for --metric `wanted` (auto: the known competition's own figure, else
-    GNR638's PSNR + 40 SSIM, this repo's first competition)."""
+    GNR638's PSNR + 40 SSIM, this repo's first competition): "score" or "psnr"."""
     if wanted != "auto":
-        return wanted, "--metric"
+        return OLD_METRIC_NAMES.get(wanted, wanted), "--metric"
     if slug in COMPETITION_METRICS:
         return COMPETITION_METRICS[slug], f"the leaderboard of {slug}"
-    return "psnr+40ssim", "no known competition found: GNR638's figure"
+    return "score", "no known competition found: GNR638's PSNR + 40 SSIM"
 
 
 # What validation records per image: the competition's three columns and the papers' PSNR

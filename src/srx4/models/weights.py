@@ -14,6 +14,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save as safetensors_bytes
 
+from srx4 import __version__
 from srx4.core import layout
 from srx4.core.errors import UserError
 from srx4.core import paths
@@ -22,6 +23,7 @@ from srx4.models import ForeignError, build_model, load_foreign
 from srx4.models.foreign import FOREIGN_SUFFIXES
 
 WEIGHTS_NAME, MODEL_CONFIG_NAME = layout.WEIGHTS, layout.MODEL_CONFIG
+VERSION_KEY = "srx4_version"      # model.json and summary.json: the package version that wrote them
 
 
 class WeightsError(UserError, ValueError):
@@ -39,7 +41,7 @@ def save_weights(path, model, model_config: dict):
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
     atomic_write_bytes(path, safetensors_bytes(state, metadata={"model": json.dumps(model_config)}))
-    write_json(path.parent / MODEL_CONFIG_NAME, model_config)
+    write_json(path.parent / MODEL_CONFIG_NAME, {**model_config, VERSION_KEY: __version__})
 
 
 def resolve_weights(path) -> Path:
@@ -72,9 +74,12 @@ def is_foreign(weights_path: Path) -> bool:
 
 
 def read_model_config(weights_path: Path) -> dict:
+    """The model's config (what builds it), without the srx4 version that wrote it."""
     config_path = weights_path.parent / MODEL_CONFIG_NAME
     if config_path.is_file():
-        return json.loads(config_path.read_text())
+        config = json.loads(config_path.read_text())
+        config.pop(VERSION_KEY, None)
+        return config
     from safetensors import safe_open
     with safe_open(str(weights_path), "pt") as f:
         meta = f.metadata() or {}

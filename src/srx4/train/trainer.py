@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from srx4 import __version__
 from srx4.core import layout
 from srx4.core import distributed, paths
 from srx4.core.errors import RunStopped
@@ -28,8 +29,9 @@ from srx4.image.codec import to_float
 from srx4.image.scoring import (COMPETITION_METRICS, LEADERBOARD_COLUMNS, VALIDATION_COLUMNS, Validation,
                                 leaderboard_metric)
 from srx4.models import Bicubic
-from srx4.models.weights import MODEL_CONFIG_NAME, WEIGHTS_NAME, save_weights
-from srx4.predict.inference import predict_estimate_line, prepare_model
+from srx4.models.weights import MODEL_CONFIG_NAME, VERSION_KEY, WEIGHTS_NAME, save_weights
+from srx4.image.codec import ImageError, image_size, list_images
+from srx4.predict.inference import estimate_predict_seconds, predict_estimate_line, prepare_model
 from srx4.runs.checkpoint import CHECKPOINT_NAME, save_checkpoint, set_rng_state
 from srx4.runs.run_report import RunViews
 from srx4.runs.runlog import SUMMARY_NAME, RunLog, bicubic_warning
@@ -37,10 +39,12 @@ from srx4.train.config import TrainConfig
 from srx4.train.final_check import final_check, ranks_agree
 from srx4.train.setup import build_parts
 from srx4.train.state import TrainState, checkpoint_dict
+from srx4.train.plan import SessionPlan, minutes
 from srx4.train.step import learning_rate_at, refresh_batchnorm, train_step
 from srx4.train.validate import validate
 
 REFRESH_EPOCH = 2**31 - 1
+PLAN_AFTER_STEPS = 20      # the session plan is logged again with the step time measured over these steps
 SELECT_LABELS = {"psnr": "PSNR", "score": "score (PSNR + 40 SSIM)"}   # --select: what picks the best weights
 
 
@@ -145,6 +149,40 @@ class Trainer:
             self.log(predict_estimate_line(self.parts.eval_model, *self.data.frame_size, self.device, 500, self.cfg.amp,
                                            self.cfg.amp_dtype))
 
+    def _test_set(self):
+        """(frames, (w, h), label) of the test set predict.py will read: its first image's size,
+        else 500 frames of the training frames' size."""
+        try:
+            images = list_images(paths.default_test_dir())
+            return len(images), image_size(images[0]), "the test folder"
+        except (OSError, IndexError, ImageError):
+            return 500, self.data.frame_size, "no test folder found: 500 training-sized frames assumed"
+
+    def _make_plan(self):
+        """The session plan (train/plan.py), made by rank 0 and known to all, when the run has
+        a --session-hours or a --time-limit; None otherwise."""
+        cfg, plan = self.cfg, None
+        if self.is_main and (cfg.session_hours or cfg.time_limit) and self.data.frame_size is not None:
+            frames, size, label = self._test_set()
+            forward_s = estimate_predict_seconds(self.parts.eval_model, *size, self.device, frames, cfg.amp,
+                                                 cfg.amp_dtype)
+            plan = SessionPlan.make(cfg, forward_s, frames, size, self.created)
+            self.log(f"test set for the plan: {frames} frames of {size[0]}x{size[1]} ({label})")
+            now = time.time()
+            for line in plan.lines(now):
+                self.log(line)
+            write_json(self.run_dir / layout.PLAN, plan.record(now))
+        return distributed.from_rank0(plan, self.world)
+
+    def _log_plan(self, plan, step_s: float):
+        """The plan again with the measured step time; plan.json for the kernel."""
+        if not self.is_main or plan is None:
+            return
+        steps_per_epoch = len(self.data.sampler)
+        for line in plan.lines(self.plan_made, step_s, steps_per_epoch):
+            self.log(line)
+        write_json(self.run_dir / layout.PLAN, {**plan.record(self.plan_made), "step_s": step_s})
+
     # -- the loop ------------------------------------------------------------------------------
     def fit(self):
         try:
@@ -162,8 +200,16 @@ class Trainer:
             log(f"bicubic on the {bicubic.images} validation images scored each epoch{dropped}: PSNR "
                 f"{bicubic.psnr:.3f} dB, score {bicubic.score:.3f}")
         self._predict_estimate()
-        limit_s = cfg.time_limit * 3600
-        first_step = self.step + 1
+        plan = self._make_plan()
+        self.plan_made = time.time()
+        limit_s = plan.training_s(self.plan_made) if plan else cfg.time_limit * 3600
+        limit_s = distributed.from_rank0(limit_s, self.world)     # rank 0's clock and plan decide for all
+        limit_why = (f"the session plan's {minutes(limit_s)} of training" if plan and plan.session_s
+                     else f"--time-limit of {cfg.time_limit} h")
+        if plan is not None and plan.session_s and limit_s <= 0:
+            raise RunStopped(f"--session-hours {cfg.session_hours}: no time left to train after predicting, the "
+                             f"CSV and --margin-minutes {cfg.margin_minutes}: predict with the weights you have")
+        first_step, plan_step = self.step + 1, self.step + PLAN_AFTER_STEPS
         started, bad_in_row, stopped, last_val_s = time.time(), 0, None, 0.0
 
         def clock():
@@ -220,13 +266,17 @@ class Trainer:
                 if self.step == first_step:
                     log(f"first training step after {time.time() - self.created:.1f} s (scan, split, cache, "
                         f"model, bicubic baseline)")
+                    first_done = time.time()
+                if self.step == plan_step or (upcoming is None and first_step < self.step < plan_step):
+                    self._log_plan(plan, (time.time() - first_done) / (self.step - first_step))
+                    plan_step = -1
                 global_batch = cfg.batch_size * self.world
                 self.state.samples_in_epoch += global_batch
                 self.state.samples_seen += global_batch
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_last()
                 if limit_s and used_s > limit_s:     # rank 0's clock, so every rank stops at this step
-                    stopped = f"--time-limit of {cfg.time_limit} h reached"
+                    stopped = f"{limit_why} reached"
                     break
                 current = upcoming
             train_s = time.time() - epoch_start
@@ -326,7 +376,8 @@ class Trainer:
                    "checked_on": data.guard_on, "model": final.figures(), "bicubic": bicubic.figures(), "gain_db": gain,
                    "worse_than_bicubic": worse, "stopped": stopped or "", "epochs_done": state.epoch,
                    "epoch_seconds": round(sum(float(r["seconds"]) for r in self.log.rows), 1),
-                   "skipped_steps": state.skipped_steps, "ranks": ranks, "leaderboard": leaderboard}
+                   "skipped_steps": state.skipped_steps, "ranks": ranks, "leaderboard": leaderboard,
+                   VERSION_KEY: __version__, "config_file": self.cfg.config, "config_sha256": self.cfg.config_sha256}
         if self.is_main:
             write_json(self.run_dir / SUMMARY_NAME, summary)
         self.views.finish(final, data.guard_set, state.bicubic, bicubic.by_name(), self.device, summary)
