@@ -19,6 +19,13 @@ Out: kernels/build/<slug>/ with the script and kernel-metadata.json, for
     python kernels/build.py --user alice --make-assets      # then: kaggle datasets create -p kernels/build/srx4-assets
     python kernels/build.py --user alice --competition gnr-638 --assets alice/srx4-assets \
         --train-args "--init-weights srresnet-x4 --epochs 30 --time-limit 10"
+    python kernels/build.py --user alice --competition gnr-638 --assets alice/srx4-assets \
+        --config configs/gnr638-t4x2.toml            # a recipe; --train-args still overrides it
+
+A recipe (--config) is checked here (a misspelt key stops the build, in one line) and
+packed into the train kernel, which trains with it, plans the session by its [kaggle]
+settings (session_hours, predict_tta, margin_minutes, csv_format), and predicts with x8
+TTA only when that still fits in what is left of the session.
 """
 import argparse
 import base64
@@ -98,22 +105,49 @@ def build_assets(out_dir: Path, user: str, weights_root: Path, wheels=None, slug
     return folder
 
 
+def read_recipe(path) -> tuple:
+    """(the recipe's text, its [kaggle] settings for the kernel) of a --config file, checked
+    by train.py's own reader: a problem is one line (exit 2), and no kernel is built."""
+    sys.path.insert(0, str(REPO / "src"))
+    from srx4.core.config_file import read_config_file
+    from srx4.core.errors import UserError
+    from srx4.train.config import TrainConfig
+    try:
+        values, _digest = read_config_file(path, TrainConfig)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2)
+    config = TrainConfig(**values)
+    for name, allowed in config.problems()[:1]:
+        print(f"error: {path}: {name} = {getattr(config, name)!r}: {allowed}", file=sys.stderr)
+        raise SystemExit(2)
+    kaggle = {name: values[name] for name in ("session_hours", "predict_tta", "margin_minutes", "csv_format")
+              if name in values}
+    return Path(path).read_text(), kaggle
+
+
 def build(out_dir: Path, user: str, competition: str, train_args: str, predict_args: str,
-          weights_datasets=(), weights_kernels=(), assets=()) -> list:
+          weights_datasets=(), weights_kernels=(), assets=(), recipe=None, datasets=()) -> list:
     """Write both kernels; returns their folders. `assets`: dataset ids of build_assets
-    folders, attached to both."""
+    folders, attached to both; `datasets`: more datasets for both (a foreign model's .pth);
+    `recipe`: a --config file for the train kernel."""
     packed = pack_sources()
+    text, kaggle = read_recipe(recipe) if recipe else ("", {})
+    extra = list(assets) + list(datasets)
     made = []
     for mode, slug, title, sources in (
-            ("train", f"{competition}-srx4-train", f"{competition} srx4 train", {"datasets": list(assets)}),
+            ("train", f"{competition}-srx4-train", f"{competition} srx4 train", {"datasets": extra}),
             ("predict", f"{competition}-srx4-predict", f"{competition} srx4 predict",
-             {"datasets": list(weights_datasets) + list(assets), "kernels": list(weights_kernels)})):
+             {"datasets": list(weights_datasets) + extra, "kernels": list(weights_kernels)})):
         folder = out_dir / slug
         folder.mkdir(parents=True, exist_ok=True)
         code_file = f"{slug.replace('-', '_')}.py"
         script = (TEMPLATE.replace("__MODE__", mode)
                   .replace("__TRAIN_ARGS__", json.dumps(shlex.split(train_args)))
                   .replace("__PREDICT_ARGS__", json.dumps(shlex.split(predict_args)))
+                  .replace("__RECIPE_NAME__", Path(recipe).name if recipe else "")
+                  .replace("__RECIPE__", base64.b64encode(text.encode()).decode("ascii"))
+                  .replace("__KAGGLE_SETTINGS__", json.dumps(kaggle))
                   .replace("__SOURCES__", packed))
         (folder / code_file).write_text(script)
         meta = metadata(user, slug, title, code_file, competition, sources)
@@ -131,8 +165,14 @@ def main():
                         help="build the assets dataset folder (shipped weights + optional wheels) instead")
     parser.add_argument("--assets", action="append", default=[],
                         help="both kernels: the assets dataset (user/slug) made with --make-assets")
-    parser.add_argument("--train-args", default="--epochs 100 --time-limit 10",
-                        help="arguments for train.py in the train kernel (--time-limit keeps it inside 12 h)")
+    parser.add_argument("--config", default="",
+                        help="a recipe (configs/NAME.toml) for the train kernel: its settings, and its [kaggle] "
+                             "session plan; --train-args overrides it")
+    parser.add_argument("--train-args", default=None,
+                        help="arguments for train.py in the train kernel (default without --config: --epochs 100 "
+                             "--session-hours 12, a plan that keeps it inside the 12 h session)")
+    parser.add_argument("--dataset", action="append", default=[],
+                        help="both kernels: one more dataset (user/slug) to attach, e.g. a foreign model's .pth")
     parser.add_argument("--predict-args", default="", help="arguments for predict.py in both kernels")
     parser.add_argument("--weights-dataset", action="append", default=[],
                         help="predict kernel: a dataset (user/slug) holding best.safetensors + model.json")
@@ -151,8 +191,10 @@ def main():
         return
     if not args.competition:
         parser.error("--competition is required (or --make-assets)")
-    for folder in build(Path(args.out), args.user, args.competition, args.train_args, args.predict_args,
-                        args.weights_dataset, args.weights_kernel, args.assets):
+    train_args = args.train_args if args.train_args is not None else (
+        "" if args.config else "--epochs 100 --session-hours 12")
+    for folder in build(Path(args.out), args.user, args.competition, train_args, args.predict_args,
+                        args.weights_dataset, args.weights_kernel, args.assets, args.config or None, args.dataset):
         print(f"built {folder}: kaggle kernels push -p {folder}")
 
 

@@ -10,23 +10,55 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
+
+STARTED = time.time()       # the session's start, as near as the kernel knows it
 
 MODE = "__MODE__"
 TRAIN_ARGS = json.loads('__TRAIN_ARGS__')
 PREDICT_ARGS = json.loads('__PREDICT_ARGS__')
 SOURCES = "__SOURCES__"
+RECIPE_NAME = "__RECIPE_NAME__"          # a recipe packed by build.py --config ("" = none)
+RECIPE = base64.b64decode("__RECIPE__").decode()
+KAGGLE_SETTINGS = json.loads('__KAGGLE_SETTINGS__')   # the recipe's [kaggle]: session plan, TTA, CSV format
 
 KAGGLE = Path(os.environ.get("SRX4_KAGGLE_ROOT", "/kaggle"))
 WORKING = KAGGLE / "working"
 CODE = WORKING / "srx4_code"
 
 
-def run(script, *args, launcher=None):
+def run(script, *args, launcher=None, check=True):
     cmd = (launcher or [sys.executable]) + [str(CODE / "src" / script), *args]
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=WORKING)
+    return subprocess.run(cmd, check=check, cwd=WORKING).returncode
+
+
+def newest(pattern):
+    """The newest file matching `pattern` under /kaggle/working/logs, or None."""
+    found = list((WORKING / "logs").glob(pattern)) if (WORKING / "logs").is_dir() else []
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def predict_with_tta():
+    """Whether to predict with x8 TTA: the recipe (or --tta) asks, and the run's plan.json says
+    it fits in what is left of the session now; said in one line either way."""
+    asked = KAGGLE_SETTINGS.get("predict_tta", False) or "--tta" in PREDICT_ARGS
+    if not asked:
+        return False
+    plan_file = newest("*/plan.json")
+    if plan_file is None:
+        print("session plan: no plan.json from training: predicting without x8 TTA, to be sure of the CSV",
+              flush=True)
+        return False
+    plan = json.loads(plan_file.read_text())
+    left = plan["started"] + plan["session_s"] - time.time() if plan["session_s"] else float("inf")
+    need = plan["tta_s"] + plan["csv_s"] + plan["margin_s"] / 2
+    fits = left >= need
+    print(f"session plan: {left / 60:.0f} min left of the session; x8 TTA and the CSV need about {need / 60:.0f} "
+          f"min: predicting {'with' if fits else 'WITHOUT'} x8 TTA", flush=True)
+    return fits
 
 
 def find_weights():
@@ -87,6 +119,7 @@ def report_gpus():
 
 def main():
     WORKING.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("SRX4_SESSION_START", str(STARTED))   # train.py's session plan counts from here
     gpus = report_gpus()
     with zipfile.ZipFile(io.BytesIO(base64.b64decode(SOURCES))) as zf:
         zf.extractall(CODE)
@@ -95,14 +128,28 @@ def main():
         launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={gpus}"] if gpus > 1 else None
         checkpoint = find_checkpoint()
         resume = ["--resume", str(checkpoint)] if checkpoint and "--resume" not in TRAIN_ARGS else []
+        recipe = []
+        if RECIPE_NAME:
+            (CODE / RECIPE_NAME).write_text(RECIPE)
+            recipe = ["--config", str(CODE / RECIPE_NAME)]
+            print(f"recipe {RECIPE_NAME}: session plan {json.dumps(KAGGLE_SETTINGS)}", flush=True)
         # --no-demo: without the competition's folders, stop; never train and submit the bundled demo
-        run("train.py", *TRAIN_ARGS, *resume, *([] if "--no-demo" in TRAIN_ARGS else ["--no-demo"]),
-            launcher=launcher)
-        run("predict.py", *PREDICT_ARGS)
+        code = run("train.py", *recipe, *TRAIN_ARGS, *resume, *([] if "--no-demo" in TRAIN_ARGS else ["--no-demo"]),
+                   launcher=launcher, check=False)
+        weights = newest("*/best.safetensors")
+        if code != 0 and weights is None:
+            sys.exit(f"train.py failed (exit {code}) and left no weights: no submission")
+        if code != 0:      # never end the session without a CSV when weights exist
+            print(f"TRAINING FAILED (exit {code}): predicting with the best weights so far, {weights}", flush=True)
+        tta = ["--tta"] if predict_with_tta() else []
+        plain = [a for a in PREDICT_ARGS if a != "--tta"]
+        run("predict.py", *([] if code == 0 or "--weights" in plain else ["--weights", str(weights)]), *tta, *plain)
     else:
         given = "--weights" in PREDICT_ARGS
         run("predict.py", *([] if given else ["--weights", str(find_weights())]), *PREDICT_ARGS)
-    run("make_submission.py", "--output", str(WORKING / "submission.csv"))
+    csv_format = KAGGLE_SETTINGS.get("csv_format", "auto")
+    run("make_submission.py", "--output", str(WORKING / "submission.csv"),
+        *([] if csv_format == "auto" else ["--format", csv_format]))
     shutil.rmtree(CODE, ignore_errors=True)  # keep /kaggle/working to the outputs
 
 

@@ -58,6 +58,8 @@ def text_for(info: dict) -> str:
     problems = ", ".join(f"{n} {k}" for k, n in hygiene["problems"].items()) or "none"
     lines.append(f"data: {cfg.data}: {hygiene['used']} pairs used, left out: {problems}; split "
                  f"{info['split']['train']} train / {info['split']['val']} val (seed {cfg.seed})")
+    if cfg.config:
+        lines.append(f"recipe: {cfg.config} (sha256 {cfg.config_sha256[:16]}); a resume needs no --config")
     lines.append(f"resumable: {info['resumable']}")
     subs = info["submissions"]
     lines.append(f"submissions: {subs['csvs']} CSV(s) made, {len(subs['submitted'])} submitted"
