@@ -195,3 +195,39 @@ def test_time_limit_stops_cleanly_annealed_and_the_run_resumes(tmp_path, pairs_d
     with open(run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"] and all(float(r["val_seconds"]) >= 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_a_kernel_built_with_a_recipe_prints_its_session_plan_and_decides_tta(tmp_path):
+    """build.py --config: the recipe rides in the kernel, train.py plans the session by its
+    [kaggle] settings, and the kernel predicts with x8 TTA because the plan says it fits."""
+    comp = fake_kaggle(tmp_path / "kaggle")
+    recipe = tmp_path / "kaggle-tiny.toml"
+    recipe.write_text("[model]\nnum_blocks = 1\nchannels = 8\n[optimisation]\nepochs = 1\nbatch_size = 4\n"
+                      "[data]\npatch_size = 8\npatches_per_image = 2\n[precision]\ndevice = 'cpu'\nthreads = 1\n"
+                      "[kaggle]\nsession_hours = 12\npredict_tta = true\nmargin_minutes = 30\ncsv_format = 'png'\n")
+    folder = build.build(tmp_path / "build", "alice", "sr-comp", "", "--device cpu", recipe=recipe)[0]
+    code = json.loads((folder / "kernel-metadata.json").read_text())["code_file"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "SRX4"))}
+    env.update(SRX4_KAGGLE_ROOT=str(tmp_path / "kaggle"), KAGGLE_KERNEL_RUN_TYPE="Batch", CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run([sys.executable, str(folder / code)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    out = done.stdout
+    assert f"recipe {recipe.name}" in out and "--config" in out
+    assert "session plan: a 12.00 h session" in out and "with x8 TTA as asked" in out
+    predict_line = next(line for line in out.splitlines() if line.startswith("$") and "predict.py" in line)
+    assert "predicting with x8 TTA" in out and "--tta" in predict_line.split()
+    working = tmp_path / "kaggle" / "working"
+    assert validate_csv(working / "submission.csv", comp / "test" / "lr", sample_csv=comp / "sample_submission.csv") == 2
+    run_dir = next(p for p in (working / "logs").iterdir() if p.is_dir())
+    assert json.loads((run_dir / "config.json").read_text())["config"].endswith(recipe.name)
+
+    # a training that fails after weights exist still ends the session with a CSV
+    (working / "submission.csv").unlink()
+    failing = build.build(tmp_path / "build", "alice", "sr-comp", "--ema 2", "--device cpu", recipe=recipe)[0]
+    done = subprocess.run([sys.executable, str(failing / code)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "TRAINING FAILED (exit 2)" in done.stdout and "--ema = 2.0" in done.stderr
+    assert validate_csv(working / "submission.csv", comp / "test" / "lr", sample_csv=comp / "sample_submission.csv") == 2

@@ -71,7 +71,7 @@ def test_select_score_keeps_the_best_score_epoch(tmp_path, pairs_dir):
     assert summary["best_epoch"] == 1 + scores.index(max(scores))
     assert abs(summary["best_subset"]["score"] - max(scores)) < 1e-3
     board = summary["leaderboard"]            # no known competition here: GNR638's PSNR + 40 SSIM, named
-    assert board["metric"] == "psnr+40ssim" and "no known competition" in board["why"]
+    assert board["metric"] == "score" and "no known competition" in board["why"]
     assert (board["model"], board["bicubic"]) == (summary["model"]["score"], summary["bicubic"]["score"])
     assert "best validation score (PSNR + 40 SSIM)" in out
     assert "\r" not in out and "it/s" not in out                   # piped output: no redrawn bars
