@@ -288,3 +288,18 @@ def cold_resize_caches():
                        imresize.phase_taps_on):
             cached.cache_clear()
     yield
+
+
+@pytest.fixture(scope="session")
+def swinir(tmp_path_factory):
+    """A released-model-shaped file: a small SwinIR x4 with random weights, as a .pth (the
+    foreign start of --init-weights and of the srgb recipe)."""
+    need_module("spandrel")
+    from spandrel.architectures.SwinIR import SwinIR
+    import torch
+    torch.manual_seed(0)
+    net = SwinIR(upscale=4, in_chans=3, img_size=32, window_size=8, img_range=1.0, depths=[2], embed_dim=24,
+                 num_heads=[2], mlp_ratio=2, upsampler="pixelshuffledirect", resi_connection="1conv")
+    path = tmp_path_factory.mktemp("foreign") / "4x_tiny_SwinIR.pth"
+    torch.save({"params": net.state_dict()}, path)       # the layout SwinIR's releases use
+    return path

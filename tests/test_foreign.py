@@ -14,19 +14,6 @@ FINE_TUNE = ["--epochs", "1", "--batch-size", "4", "--patch-size", "16", "--patc
              "--device", "cpu", "--threads", "1", "--sample-every", "0", "--bn-refresh", "0"]
 
 
-@pytest.fixture(scope="module")
-def swinir(tmp_path_factory):
-    """A released-model-shaped file: a small SwinIR x4 with random weights, as a .pth."""
-    need_module("spandrel")
-    from spandrel.architectures.SwinIR import SwinIR
-    torch.manual_seed(0)
-    net = SwinIR(upscale=4, in_chans=3, img_size=32, window_size=8, img_range=1.0, depths=[2], embed_dim=24,
-                 num_heads=[2], mlp_ratio=2, upsampler="pixelshuffledirect", resi_connection="1conv")
-    path = tmp_path_factory.mktemp("foreign") / "4x_tiny_SwinIR.pth"
-    torch.save({"params": net.state_dict()}, path)       # the layout SwinIR's releases use
-    return path
-
-
 def test_foreign_model_predicts_as_spandrel_runs_it(swinir, tmp_path):
     import spandrel
     data = make_pairs(tmp_path / "data", count=3, hr_side=72)     # LR 18 x 18: SwinIR pads it to its window

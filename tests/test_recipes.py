@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import REPO, make_pairs, need_module, run_script
+from conftest import REPO, make_pairs, run_script
 from srx4.core.config_file import read_config_file
 from srx4.submit.submission import validate_csv
 from srx4.train.config import TrainConfig, from_saved
@@ -37,19 +36,6 @@ def test_the_shipped_recipes_are_the_ones_the_docs_name():
         assert TrainConfig(**values).problems() == [], recipe.name
 
 
-@pytest.fixture(scope="module")
-def tiny_swinir(tmp_path_factory):
-    """The srgb recipe's start is a released transformer .pth: a tiny SwinIR of that layout."""
-    need_module("spandrel")
-    from spandrel.architectures.SwinIR import SwinIR
-    torch.manual_seed(0)
-    net = SwinIR(upscale=4, in_chans=3, img_size=32, window_size=8, img_range=1.0, depths=[2], embed_dim=24,
-                 num_heads=[2], mlp_ratio=2, upsampler="pixelshuffledirect", resi_connection="1conv")
-    path = tmp_path_factory.mktemp("foreign") / "4x_tiny_SwinIR.pth"
-    torch.save({"params": net.state_dict()}, path)
-    return path
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_every_recipe_runs_end_to_end_at_tiny_size(recipe, tmp_path, request):
@@ -60,7 +46,7 @@ def test_every_recipe_runs_end_to_end_at_tiny_size(recipe, tmp_path, request):
     test_lr = make_pairs(tmp_path / "data" / "test", count=2, hr_side=64) / "lr"
     extra = [] if values.get("init_weights") or "num_blocks" in values else MODEL_SIZE   # h100's SRResNet-16
     if values.get("init_weights", "").endswith(".pth"):      # the foreign start: a tiny one of the same kind
-        extra = ["--init-weights", request.getfixturevalue("tiny_swinir")]
+        extra = ["--init-weights", request.getfixturevalue("swinir")]
     run = run_script("train.py", "--config", recipe, "--data", data, "--run", "r", *TINY_SIZE, *extra,
                      work=tmp_path)
     run_dir = tmp_path / "logs" / "r"
