@@ -131,19 +131,23 @@ def warn_idle(config: TrainConfig, given: dict):
 
 
 def find_init_weights(config: TrainConfig, given: dict):
-    """--init-weights that is a bare file name not found here: the file of that name
-    attached under the Kaggle input, else one line saying what to attach."""
+    """--init-weights that is not here: for a bare file name, the file of that name attached
+    under the Kaggle input; else one line naming the flag or the recipe's key, and what to
+    attach (the recipe's `attach`)."""
     wanted = Path(config.init_weights)
-    if wanted.exists() or paths.shipped_weights(config.init_weights) or len(wanted.parts) != 1:
+    if wanted.exists() or paths.shipped_weights(config.init_weights):
         return
-    found = sorted((paths.kaggle_root() / "input").rglob(wanted.name)) if paths.on_kaggle() else []
+    found = (sorted((paths.kaggle_root() / "input").rglob(wanted.name))
+             if paths.on_kaggle() and len(wanted.parts) == 1 else [])
     if found:
         print(f"init weights: {found[0]} (found under the Kaggle input)", flush=True)
         config.init_weights = str(found[0])
         return
+    shipped = ", ".join(paths.shipped_names()) or "none"
     where = given.get("init_weights", "--init-weights")
-    raise WeightsError(f"{where} = {config.init_weights!r}: not found here, in weights/ or under the Kaggle input: "
-                       + (f"attach {config.attach}" if config.attach else "give a path to the file"))
+    raise WeightsError(f"{where} = {config.init_weights!r}: not found here, in weights/ (shipped: {shipped}) or "
+                       f"under the Kaggle input: " + (f"attach {config.attach}" if config.attach else
+                                                      "give a run folder, a weights file or a shipped name"))
 
 
 def main(argv=None):
