@@ -30,7 +30,10 @@ def toml_reader():
         import tomllib                     # Python 3.11+
         return tomllib
     except ImportError:                    # Python 3.10 (requirements.txt brings tomli there)
-        import tomli
+        try:
+            import tomli
+        except ImportError:
+            raise FlagError("reading a recipe (--config) needs Python 3.11 or later, or `pip install tomli`") from None
         return tomli
 
 
