@@ -146,7 +146,8 @@ def main():
         run("predict.py", *([] if code == 0 or "--weights" in plain else ["--weights", str(weights)]), *tta, *plain)
     else:
         given = "--weights" in PREDICT_ARGS
-        run("predict.py", *([] if given else ["--weights", str(find_weights())]), *PREDICT_ARGS)
+        tta = ["--tta"] if KAGGLE_SETTINGS.get("predict_tta") and "--tta" not in PREDICT_ARGS else []
+        run("predict.py", *([] if given else ["--weights", str(find_weights())]), *tta, *PREDICT_ARGS)
     csv_format = KAGGLE_SETTINGS.get("csv_format", "auto")
     run("make_submission.py", "--output", str(WORKING / "submission.csv"),
         *([] if csv_format == "auto" else ["--format", csv_format]))
