@@ -123,7 +123,23 @@ def read_recipe(path) -> tuple:
         raise SystemExit(2)
     kaggle = {name: values[name] for name in ("session_hours", "predict_tta", "margin_minutes", "csv_format")
               if name in values}
-    return Path(path).read_text(), kaggle
+    return Path(path).read_text(), kaggle, values.get("init_weights", "")
+
+
+def check_start(recipe, init_weights: str, assets, datasets):
+    """A recipe that starts from weights must bring them: shipped names come with the assets
+    dataset (refused without --assets), a foreign file with a dataset (a warning: --assets or
+    --train-args may point elsewhere)."""
+    from srx4.core import paths
+    if not init_weights:
+        return
+    if init_weights in paths.shipped_names() and not assets:
+        print(f"error: {recipe}: init_weights = {init_weights!r} is shipped weights, which reach a kernel in the "
+              f"assets dataset: build it once with --make-assets, then add --assets YOU/srx4-assets", file=sys.stderr)
+        raise SystemExit(2)
+    if init_weights.endswith((".pth", ".pt", ".safetensors", ".ckpt")) and not datasets:
+        print(f"warning: {recipe}: init_weights = {init_weights!r} must be attached: add --dataset YOU/SLUG "
+              f"(a Kaggle dataset holding it)", file=sys.stderr)
 
 
 def build(out_dir: Path, user: str, competition: str, train_args: str, predict_args: str,
@@ -132,7 +148,8 @@ def build(out_dir: Path, user: str, competition: str, train_args: str, predict_a
     folders, attached to both; `datasets`: more datasets for both (a foreign model's .pth);
     `recipe`: a --config file for the train kernel."""
     packed = pack_sources()
-    text, kaggle = read_recipe(recipe) if recipe else ("", {})
+    text, kaggle, start = read_recipe(recipe) if recipe else ("", {}, "")
+    check_start(recipe, start, assets, datasets)
     extra = list(assets) + list(datasets)
     made = []
     for mode, slug, title, sources in (

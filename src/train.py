@@ -59,8 +59,9 @@ def apply_demo(config: TrainConfig, given: set) -> TrainConfig:
     preset = {k: v for k, v in {**shape, **DEMO_PRESET}.items() if k not in given}
     for key, value in preset.items():
         setattr(config, key, value)
-    print("demo preset, for the flags you did not give (a small model that trains in minutes on a CPU): "
-          + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in preset.items()), flush=True)
+    if preset:
+        print("demo preset, for the flags you did not give (a small model that trains in minutes on a CPU): "
+              + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in preset.items()), flush=True)
     if not config.run:
         config.run = "demo"
     return config

@@ -100,7 +100,9 @@ def test_a_bad_recipe_is_one_line_naming_the_file_and_key_and_leaves_no_run(text
 
 
 @pytest.mark.parametrize("text, says", [("[model]\nnum_block = 3\n", "[model] num_block is not a setting"),
-                                        ("ema = 1.5\n", "ema = 1.5: 0 (off) or a decay below 1")])
+                                        ("ema = 1.5\n", "ema = 1.5: 0 (off) or a decay below 1"),
+                                        ("init_weights = 'srresnet-x4'\n", "is shipped weights, which reach a "
+                                                                           "kernel in the assets dataset")])
 def test_the_kernel_builder_refuses_a_bad_recipe_before_building(text, says, tmp_path):
     recipe = tmp_path / "bad.toml"
     recipe.write_text(text)
