@@ -33,7 +33,7 @@ def run_kaggle(args, timeout=3600) -> str:
     beside = Path(sys.executable).parent / "kaggle"   # a venv's kaggle when the venv is not activated
     exe = shutil.which("kaggle") or (str(beside) if beside.is_file() else None)
     if exe is None:
-        raise KaggleError("the kaggle command is not on PATH: pip install kaggle (it is in requirements.txt)")
+        raise KaggleError("the kaggle command is not on PATH: pip install -r requirements-kaggle.txt (an optional extra)")
     problem = credentials_problem()
     if problem:
         raise KaggleError(problem)
