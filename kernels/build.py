@@ -114,12 +114,9 @@ def read_recipe(path) -> tuple:
     from srx4.train.config import TrainConfig
     try:
         values, _digest = read_config_file(path, TrainConfig)
+        TrainConfig(**values).check({name: f"{path}: {name}" for name in values})
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2)
-    config = TrainConfig(**values)
-    for name, allowed in config.problems()[:1]:
-        print(f"error: {path}: {name} = {getattr(config, name)!r}: {allowed}", file=sys.stderr)
         raise SystemExit(2)
     kaggle = {name: values[name] for name in ("session_hours", "predict_tta", "margin_minutes", "csv_format")
               if name in values}

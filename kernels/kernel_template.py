@@ -43,7 +43,8 @@ def newest(pattern):
 
 def predict_with_tta():
     """Whether to predict with x8 TTA: the recipe (or --tta) asks, and the run's plan.json says
-    it fits in what is left of the session now; said in one line either way."""
+    it still fits in what is left of the session now (srx4.train.plan, the rule train.py planned
+    by); said in one line either way."""
     asked = KAGGLE_SETTINGS.get("predict_tta", False) or "--tta" in PREDICT_ARGS
     if not asked:
         return False
@@ -52,12 +53,14 @@ def predict_with_tta():
         print("session plan: no plan.json from training: predicting without x8 TTA, to be sure of the CSV",
               flush=True)
         return False
-    plan = json.loads(plan_file.read_text())
-    left = plan["started"] + plan["session_s"] - time.time() if plan["session_s"] else float("inf")
-    need = plan["tta_s"] + plan["csv_s"] + plan["margin_s"] / 2
-    fits = left >= need
-    print(f"session plan: {left / 60:.0f} min left of the session; x8 TTA and the CSV need about {need / 60:.0f} "
-          f"min: predicting {'with' if fits else 'WITHOUT'} x8 TTA", flush=True)
+    sys.path.insert(0, str(CODE / "src"))
+    from srx4.train.plan import SessionPlan, minutes
+    plan, now = SessionPlan.from_record(json.loads(plan_file.read_text())), time.time()
+    plan.tta_asked = True
+    fits = plan.tta_fits(now)
+    left = f"{minutes(plan.started + plan.session_s - now)} left of the session" if plan.session_s else "no session"
+    print(f"session plan: {left}; x8 TTA, the CSV and the margin need {minutes(plan.after_training_s(True))}: "
+          f"predicting {'with' if fits else 'WITHOUT'} x8 TTA", flush=True)
     return fits
 
 

@@ -31,7 +31,7 @@ from srx4.models import ARCHS
 from srx4.models.weights import WeightsError, load_model
 from srx4.runs.checkpoint import load_checkpoint
 from srx4.core.cli import parse_with_file, run_main
-from srx4.core.system import resolve_device
+from srx4.core.system import resolve_device, training_dtype
 from srx4.runs.tracking import check_tracker
 from srx4.core.errors import FlagError, MissingData, UserError
 from srx4.train.config import TrainConfig, from_saved
@@ -113,20 +113,11 @@ def free_run_name(name: str, explicit: bool) -> str:
     return f"{name}_{k}"
 
 
-def check_ranges(config: TrainConfig, given: dict):
-    """Every value in its range (TrainConfig.problems), else one line naming the flag or the
-    recipe's key."""
-    for name, allowed in config.problems():
-        where = given.get(name, "--" + name.replace("_", "-"))
-        raise FlagError(f"{where} = {getattr(config, name)!r}: {allowed}")
-
-
 def warn_idle(config: TrainConfig, given: dict):
     """One warning line naming the given settings that have no effect under the others."""
-    cuda = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
-    fp16 = config.amp and (config.amp_dtype == "fp16" or (config.amp_dtype == "auto" and cuda and
-                                                           torch.cuda.get_device_capability()[0] < 8))
-    idle = config.without_effect(given, cuda, fp16)
+    device = resolve_device(config.device)
+    fp16 = config.amp and training_dtype(device, config.amp_dtype) == torch.float16
+    idle = config.without_effect(given, device.type == "cuda", fp16)
     if idle and int(os.environ.get("RANK", "0")) == 0:
         print("warning: no effect here: " + "; ".join(f"{given[name]} ({why})" for name, why in idle), flush=True)
 
@@ -155,7 +146,7 @@ def main(argv=None):
     """Train; errors a user can act on are raised as UserError (one line from run_main)."""
     argv = sys.argv[1:] if argv is None else argv
     config, given = parse_with_file(TrainConfig, __doc__.split("\n")[0], argv)  # given: flag -> where it was set
-    check_ranges(config, given)
+    config.check(given)
     checkpoint = None
     if config.resume:  # the checkpoint's config wins, except for what this command line (or --config) gives
         checkpoint = load_checkpoint(config.resume)
@@ -172,7 +163,7 @@ def main(argv=None):
                                   f"{paths.kaggle_root() / 'input'}) and --no-demo: attach the competition's data")
             config = apply_demo(config, set(given)) if found is None else config
             config.data = config.data or str(found)
-    check_ranges(config, given)
+    config.check(given)
     warn_idle(config, given)
     check_tracker(config.tracker)
     if config.threads:

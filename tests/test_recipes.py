@@ -178,7 +178,7 @@ def test_the_run_logs_the_plan_with_its_measured_step_time(tmp_path):
     make_pairs(tmp_path / "data" / "test", count=2, hr_side=48)
     done = run_script("train.py", "--data", data, "--session-hours", "1", "--margin-minutes", "58", "--predict-tta",
                       "--run", "p", *TINY_SIZE, *MODEL_SIZE, work=tmp_path).stdout
-    assert "test set for the plan: 2 frames of 12x12 (the test folder)" in done
+    assert "predicting 2 test frames of 12x12 with this model on cpu" in done and "(the test folder)" in done
     planned = [line for line in done.splitlines() if line.startswith("session plan: a 60.0 min session")]
     assert len(planned) == 2 and "s a step" in planned[1]
     record = json.loads((tmp_path / "logs" / "p" / "plan.json").read_text())

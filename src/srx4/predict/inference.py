@@ -233,10 +233,8 @@ def estimate_predict_seconds(model, width: int, height: int, device, frames: int
     return min(timings) * (width * height) / (w * h) * frames
 
 
-def predict_estimate_line(model, width: int, height: int, device, frames: int = 500, amp: bool = True,
-                          amp_dtype: str = "auto") -> str:
-    """One log line: the time `estimate_predict_seconds` gives, without and with x8 TTA."""
-    seconds = estimate_predict_seconds(model, width, height, device, frames, amp, amp_dtype)
+def predict_estimate_line(seconds: float, width: int, height: int, device, frames: int = 500) -> str:
+    """One log line: the `seconds` estimate_predict_seconds gave, without and with x8 TTA."""
     fmt = lambda s: f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"  # noqa: E731
     return (f"predicting {frames} test frames of {width}x{height} with this model on {torch.device(device).type}: "
             f"about {fmt(seconds)}, with x8 TTA about {fmt(8 * seconds)} (the forward passes alone)")

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, fields
 
 from srx4.core.cli import CHANNELS_LAST_HELP, option
+from srx4.core.errors import FlagError
 from srx4.core.system import AMP_DTYPES
 from srx4.image.scoring import OLD_METRIC_NAMES
 from srx4.models import TRAINABLE
@@ -208,6 +209,13 @@ class TrainConfig:
         for group in GROUPS:
             found += [(name, allowed) for name, ok, allowed in getattr(self, f"_check_{group}")() if not ok]
         return found
+
+    def check(self, where: dict = None):
+        """The first value out of its range as a FlagError, named where it was set (`where`:
+        field -> "--flag" or "FILE: key"; by default the flag)."""
+        for name, allowed in self.problems()[:1]:
+            raise FlagError(f"{(where or {}).get(name, '--' + name.replace('_', '-'))} = {getattr(self, name)!r}: "
+                            f"{allowed}")
 
 
     def without_effect(self, given, cuda: bool, fp16: bool) -> list:

@@ -12,12 +12,24 @@ steps; plan.json in the run folder keeps it for the kernel, which reads it after
 to decide on TTA with the time really left (`tta_fits`).
 """
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 SESSION_START_ENV = "SRX4_SESSION_START"   # epoch seconds when the session (the kernel) started
 CSV_S_PER_HR_MEGAPIXEL = 0.1   # base64 CSV of 500 1080p PNGs: 20 s measured (0.02 s/MP); x5 for rle and slow disks
 IO_S_PER_HR_MEGAPIXEL = 0.1    # decode the LR, encode the SR PNG (level 1), beside the forward passes
 FORWARD_SLACK = 1.25           # the forward estimate is timed on a warm model: model load, tiles' overlap
+
+
+def test_set_shape(fallback_size: tuple) -> tuple:
+    """(frames, (w, h), where from) of the test set predict.py will read: the count of its test
+    folder and its first image's size, else 500 frames of `fallback_size` (the training LR)."""
+    from srx4.core import paths
+    from srx4.image.codec import ImageError, image_size, list_images
+    try:
+        images = list_images(paths.default_test_dir())
+        return len(images), image_size(images[0]), "the test folder"
+    except (OSError, IndexError, ImageError):
+        return 500, fallback_size, "no test folder found: 500 frames of the training size assumed"
 
 
 def session_start(fallback: float) -> float:
@@ -57,6 +69,11 @@ class SessionPlan:
                    predict_s=forward_s * FORWARD_SLACK + io_s, tta_asked=cfg.predict_tta,
                    tta_s=8 * forward_s * FORWARD_SLACK + io_s, csv_s=CSV_S_PER_HR_MEGAPIXEL * megapixels + 30,
                    margin_s=cfg.margin_minutes * 60)
+
+    @classmethod
+    def from_record(cls, record: dict):
+        """The plan a plan.json holds (the kernel reads it after training)."""
+        return cls(**{f.name: record[f.name] for f in fields(cls)})
 
     def after_training_s(self, tta: bool) -> float:
         """What the session needs after training: predict, CSV, margin."""

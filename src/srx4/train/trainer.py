@@ -30,7 +30,6 @@ from srx4.image.scoring import (COMPETITION_METRICS, LEADERBOARD_COLUMNS, VALIDA
                                 leaderboard_metric)
 from srx4.models import Bicubic
 from srx4.models.weights import MODEL_CONFIG_NAME, VERSION_KEY, WEIGHTS_NAME, save_weights
-from srx4.image.codec import ImageError, image_size, list_images
 from srx4.predict.inference import estimate_predict_seconds, predict_estimate_line, prepare_model
 from srx4.runs.checkpoint import CHECKPOINT_NAME, save_checkpoint, set_rng_state
 from srx4.runs.run_report import RunViews
@@ -39,7 +38,7 @@ from srx4.train.config import TrainConfig
 from srx4.train.final_check import final_check, ranks_agree
 from srx4.train.setup import build_parts
 from srx4.train.state import TrainState, checkpoint_dict
-from srx4.train.plan import SessionPlan, minutes
+from srx4.train.plan import SessionPlan, minutes, test_set_shape
 from srx4.train.step import learning_rate_at, refresh_batchnorm, train_step
 from srx4.train.validate import validate
 
@@ -144,34 +143,21 @@ class Trainer:
                 yield to_float(batch[0], self.device)
 
     def _predict_estimate(self):
-        """Before a long run: what predicting a test set of this data's frames will cost."""
-        if self.is_main and self.data.frame_size is not None:
-            self.log(predict_estimate_line(self.parts.eval_model, *self.data.frame_size, self.device, 500, self.cfg.amp,
-                                           self.cfg.amp_dtype))
-
-    def _test_set(self):
-        """(frames, (w, h), label) of the test set predict.py will read: its first image's size,
-        else 500 frames of the training frames' size."""
-        try:
-            images = list_images(paths.default_test_dir())
-            return len(images), image_size(images[0]), "the test folder"
-        except (OSError, IndexError, ImageError):
-            return 500, self.data.frame_size, "no test folder found: 500 training-sized frames assumed"
-
-    def _make_plan(self):
-        """The session plan (train/plan.py), made by rank 0 and known to all, when the run has
-        a --session-hours or a --time-limit; None otherwise."""
+        """Before training (rank 0): what predicting the test set will cost with this model on
+        this device, logged; with --session-hours or --time-limit, the session plan made from it
+        (train/plan.py). Every rank gets the plan (None without a limit)."""
         cfg, plan = self.cfg, None
-        if self.is_main and (cfg.session_hours or cfg.time_limit) and self.data.frame_size is not None:
-            frames, size, label = self._test_set()
+        if self.is_main and self.data.frame_size is not None:
+            frames, size, label = test_set_shape(self.data.frame_size)
             forward_s = estimate_predict_seconds(self.parts.eval_model, *size, self.device, frames, cfg.amp,
                                                  cfg.amp_dtype)
-            plan = SessionPlan.make(cfg, forward_s, frames, size, self.created)
-            self.log(f"test set for the plan: {frames} frames of {size[0]}x{size[1]} ({label})")
-            now = time.time()
-            for line in plan.lines(now):
-                self.log(line)
-            write_json(self.run_dir / layout.PLAN, plan.record(now))
+            self.log(predict_estimate_line(forward_s, *size, self.device, frames) + f" ({label})")
+            if cfg.session_hours or cfg.time_limit:
+                plan = SessionPlan.make(cfg, forward_s, frames, size, self.created)
+                now = time.time()
+                for line in plan.lines(now):
+                    self.log(line)
+                write_json(self.run_dir / layout.PLAN, plan.record(now))
         return distributed.from_rank0(plan, self.world)
 
     def _log_plan(self, plan, step_s: float):
@@ -199,8 +185,7 @@ class Trainer:
             dropped = f" ({bicubic.dropped} undecodable or dirty pairs left out)" if bicubic.dropped else ""
             log(f"bicubic on the {bicubic.images} validation images scored each epoch{dropped}: PSNR "
                 f"{bicubic.psnr:.3f} dB, score {bicubic.score:.3f}")
-        self._predict_estimate()
-        plan = self._make_plan()
+        plan = self._predict_estimate()
         self.plan_made = time.time()
         limit_s = plan.training_s(self.plan_made) if plan else cfg.time_limit * 3600
         limit_s = distributed.from_rank0(limit_s, self.world)     # rank 0's clock and plan decide for all
