@@ -262,6 +262,7 @@ def test_sample_submission_ids_are_used_and_strangers_refused(tmp_path):
 def test_abbreviated_flags_are_refused(tmp_path, pairs_dir):
     done = train(tmp_path, pairs_dir, "--epoch", "7", check=False)
     assert done.returncode == 2 and "unrecognized arguments: --epoch" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "(did you mean --epochs?)" in done.stderr   # no usage dump
     done = run_script("predict.py", "--weight", "x", work=tmp_path, check=False)
     assert done.returncode == 2 and "--weight" in done.stderr
 

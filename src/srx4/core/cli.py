@@ -32,11 +32,24 @@ class DefaultsFormatter(argparse.HelpFormatter):
         return text + " (default: %(default)s)"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A command-line mistake is one line on stderr, exit 2, with the nearest flag for a
+    misspelt one ("did you mean --epochs?"), not the usage dump above it."""
+
+    def error(self, message):
+        import difflib
+        hint = ""
+        if message.startswith("unrecognized arguments:"):
+            wrong = [a.split("=")[0] for a in message.split(":", 1)[1].split() if a.startswith("--")]
+            near = difflib.get_close_matches(wrong[0], list(self._option_string_actions), n=1) if wrong else []
+            hint = f" (did you mean {near[0]}?)" if near else ""
+        self.exit(2, f"error: {message}{hint}; `{self.prog} --help` lists the flags\n")
+
+
 def build_parser(config_class, description: str, positional: str = None) -> argparse.ArgumentParser:
     # allow_abbrev=False: `--epoch 7` is an error, not a silent `--epochs 7` that `given_fields`
     # (and so --resume and the demo preset) would not see as given
-    parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
-                                     formatter_class=DefaultsFormatter)
+    parser = OneLineParser(description=description, allow_abbrev=False, formatter_class=DefaultsFormatter)
     hints = typing.get_type_hints(config_class)
     sections = {}
     for f in dataclasses.fields(config_class):
