@@ -177,6 +177,19 @@ def test_sample_positions_mean_the_same_for_any_process_count():
     assert learning_rate_at(20 / b, 100, 1e-3, "cosine") == pytest.approx(learning_rate_at(5, 100, 1e-3, "cosine"))
 
 
+def test_the_warm_up_follows_the_clock_as_the_cosine_does():
+    """--time-limit far before the steps run out (100 epochs planned, the clock stops it):
+    the warm-up ends with the clock's share of the run, then the cosine anneals by the clock."""
+    import math
+    by_steps = learning_rate_at(10, 100_000, 1e-3, "cosine", 500)
+    assert by_steps == pytest.approx(1e-3 * 11 / 500)                       # no clock: as before
+    early = learning_rate_at(10, 100_000, 1e-3, "cosine", 500, time_share=0.002)   # 200 steps' worth
+    assert early == pytest.approx(1e-3 * 201 / 500)
+    half = learning_rate_at(10, 100_000, 1e-3, "cosine", 500, time_share=0.5)
+    assert half == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.5))))
+    assert learning_rate_at(10, 100_000, 1e-3, "cosine", 500, time_share=1.0) == pytest.approx(1e-5)
+
+
 @pytest.mark.slow
 def test_two_ranks_resumed_in_one_process_continue_at_the_same_point(tmp_path, free_port):
     data = make_pairs(tmp_path / "data", count=8)

@@ -22,11 +22,13 @@ from srx4.train.losses import loss_fn
 def learning_rate_at(step: float, total_steps: float, base: float, schedule: str, warmup: int = 0,
                      time_share: float = 0.0) -> float:
     """The rate at `step` of `total_steps`; `time_share` (elapsed / --time-limit) moves the
-    cosine on when the clock runs out before the steps do."""
-    if warmup and step < warmup:
-        return base * (step + 1) / warmup
+    run on when the clock runs out before the steps do: the warm-up (its steps are a share of
+    the run, ended by the clock too) and the cosine both follow whichever is further."""
+    progress = min(1.0, max(step / max(1, total_steps), time_share))
+    done = max(step, progress * total_steps)      # steps, or the steps the clock's share stands for
+    if warmup and done < warmup:
+        return base * (done + 1) / warmup
     if schedule == "cosine":
-        progress = min(1.0, max(step / max(1, total_steps), time_share))
         return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
     return base
 
