@@ -94,3 +94,24 @@ def test_an_ensemble_predicts_the_mean_of_its_members(learned, tmp_path):
     table = run_script("evaluate.py", "--weights", run, member, "--data", "Set5", "--output", tmp_path / "e",
                        work=work).stdout
     assert "| Set5 | learned+tiny_member | 5 |" in table
+
+
+def test_fine_tuning_keeps_the_start_weights_when_no_epoch_beats_them(learned, tmp_path):
+    """A fine-tune whose epochs only do worse (a learning rate far too high) ends with the start
+    weights as its best, not its least bad epoch: it never falls below where it started."""
+    from safetensors.torch import load_file
+    work, run, _ = learned
+    data = work / "data" / "train"
+    out = run_script("train.py", "--init-weights", run, "--data", data, "--learning-rate", "0.5", "--warmup-steps",
+                     "0", "--epochs", "1", "--batch-size", "8", "--patch-size", "16", "--patches-per-image", "4",
+                     "--val-fraction", "0.25", "--device", "cpu", "--sample-every", "0", "--ema", "0",
+                     "--run", "wild", work=tmp_path).stdout
+    assert "start weights (--init-weights) on the validation images" in out
+    summary = json.loads((tmp_path / "logs" / "wild" / "summary.json").read_text())
+    with open(tmp_path / "logs" / "wild" / "metrics.csv") as f:
+        epoch_psnr = float(next(csv.DictReader(f))["val_psnr"])
+    assert summary["best_epoch"] == 0 and summary["best_subset"]["psnr"] > epoch_psnr
+    assert "at the start weights (no epoch beat them)" in out
+    start, kept = load_file(str(run / "best.safetensors")), load_file(str(tmp_path / "logs/wild/best.safetensors"))
+    assert all((start[k] == kept[k]).all() for k in start)
+    assert not summary["worse_than_bicubic"]

@@ -47,6 +47,12 @@ PLAN_AFTER_STEPS = 20      # the session plan is logged again with the step time
 SELECT_LABELS = {"psnr": "PSNR", "score": "score (PSNR + 40 SSIM)"}   # --select: what picks the best weights
 
 
+def key_is_set(best: dict, key: str) -> bool:
+    """Whether the best record holds a real figure for `key` (not the -inf of no validation yet)."""
+    value = best.get(key)
+    return value is not None and value == value and value != float("-inf")
+
+
 def run_dir_for(cfg: TrainConfig) -> Path:
     """Where a run writes: its own folder, or `<run>_resumed` when resuming from a
     read-only one (an attached Kaggle output)."""
@@ -142,6 +148,20 @@ class Trainer:
             if batch is not None:
                 yield to_float(batch[0], self.device)
 
+    def _validate_start(self):
+        """Fine-tuning: the start weights, as they are, are the first candidate for the best (epoch
+        0), so a run whose epochs only do worse on validation keeps them instead of its least bad
+        epoch (a few crops of one dark frame can pull a good start below bicubic on others)."""
+        data = self.data
+        val = self._validate(self.parts.eval_model, data.val_set, data.val_subset, "start weights")
+        self.state.best = {"epoch": 0, **val.figures()}
+        if self.is_main:
+            save_weights(self.run_dir / WEIGHTS_NAME, self.parts.eval_model, self.parts.model_config)
+        bicubic = self.state.bicubic
+        self.log(f"start weights (--init-weights) on the validation images: PSNR {val.psnr:.3f} dB, score "
+                 f"{val.score:.3f} (bicubic {bicubic['psnr']:.3f}, {bicubic['score']:.3f}); kept as the best "
+                 f"until an epoch beats them on {SELECT_LABELS[self.select]}")
+
     def _predict_estimate(self):
         """Before training (rank 0): what predicting the test set will cost with this model on
         this device, logged; with --session-hours or --time-limit, the session plan made from it
@@ -185,6 +205,8 @@ class Trainer:
             dropped = f" ({bicubic.dropped} undecodable or dirty pairs left out)" if bicubic.dropped else ""
             log(f"bicubic on the {bicubic.images} validation images scored each epoch{dropped}: PSNR "
                 f"{bicubic.psnr:.3f} dB, score {bicubic.score:.3f}")
+        if self.state.samples_seen == 0 and cfg.init_weights and has_val:
+            self._validate_start()
         plan = self._predict_estimate()
         self.plan_made = time.time()
         limit_s = plan.training_s(self.plan_made) if plan else cfg.time_limit * 3600
@@ -341,9 +363,10 @@ class Trainer:
                                              data.guard_indices, self.cfg.scale, self.device)
         gain = final.psnr - bicubic.psnr
         subset = len(data.val_subset) < len(data.val_set)
-        if state.bicubic and state.best.get("epoch"):
+        if state.bicubic and "epoch" in state.best and key_is_set(state.best, self.select):
             key = self.select
-            log(f"best validation {SELECT_LABELS[key]} {state.best[key]:.3f} at epoch {state.best['epoch']}"
+            at = f"epoch {state.best['epoch']}" if state.best["epoch"] else "the start weights (no epoch beat them)"
+            log(f"best validation {SELECT_LABELS[key]} {state.best[key]:.3f} at {at}"
                 + (f" on the {len(data.val_subset)}-image subset scored each epoch" if subset else "")
                 + f" vs bicubic {state.bicubic[key]:.3f} ({state.best[key] - state.bicubic[key]:+.3f})")
         log(f"best weights on {data.guard_on} ({final.images} images): PSNR {final.psnr:.3f} dB vs bicubic "
