@@ -62,7 +62,13 @@ def main(argv=None):
     sample = None if config.sample == "none" else (config.sample or paths.find_sample_submission())
     if sample:
         print(f"ids, order and count from {sample}")
-    lr_dir = Path(config.lr_dir) if config.lr_dir else paths.default_test_dir()
+    recorded_lr = submission_log.lr_dir_of(png_dir)          # the folder predict.py read for these PNGs
+    lr_dir = Path(config.lr_dir) if config.lr_dir else (recorded_lr or paths.default_test_dir())
+    if not lr_dir.is_dir():
+        raise MissingData(f"{lr_dir}: the test LR folder the PNGs are checked against is not there; pass --lr-dir "
+                          f"with the folder predict.py read")
+    print(f"checking the PNGs against the LR images in {lr_dir}"
+          + (" (the folder predict.py read)" if not config.lr_dir and recorded_lr else ""))
     out_csv = Path(config.output) if config.output else paths.submission_csv()
     started = time.time()
     try:

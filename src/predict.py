@@ -44,7 +44,7 @@ from srx4.models import Bicubic
 from srx4.predict.onnx import OnnxModel, load_runnable
 from srx4.core.progress import progress
 from srx4.runs.runlog import SUMMARY_NAME, bicubic_warning
-from srx4.submit.submission_log import MANIFEST  # .srx4-weights.json in each PNG folder: the weights that wrote it
+from srx4.submit.submission_log import LR_DIR_KEY, MANIFEST  # .srx4-weights.json in each PNG folder: what wrote it
 
 
 @dataclass
@@ -144,8 +144,9 @@ def validation_inputs(run_dir: Path):
     return data / "lr", names
 
 
-def check_manifest(out_dir: Path, identity: dict, overwrite: bool):
-    """Refuse to mix outputs of different weights in one folder."""
+def check_manifest(out_dir: Path, identity: dict, overwrite: bool, lr_dir: Path):
+    """Refuse to mix outputs of different weights in one folder; record the weights and the LR
+    folder the PNGs are made from (make_submission.py and score.py read it)."""
     manifest = out_dir / MANIFEST
     if manifest.is_file():
         previous = json.loads(manifest.read_text())
@@ -156,7 +157,7 @@ def check_manifest(out_dir: Path, identity: dict, overwrite: bool):
         if not same:
             for png in out_dir.glob("*.png"):
                 png.unlink()
-    write_json(manifest, identity)
+    write_json(manifest, {**identity, LR_DIR_KEY: str(Path(lr_dir).resolve())})
 
 
 def is_done(out_path: Path, lr_path: Path, scale: int) -> bool:
@@ -223,7 +224,7 @@ def main(argv=None):
     if not in_dir.is_dir():
         raise MissingData(f"{in_dir}: input folder not found")
     out_dir.mkdir(parents=True, exist_ok=True)
-    check_manifest(out_dir, identity, config.overwrite)
+    check_manifest(out_dir, identity, config.overwrite, in_dir)
     scale = model.scale
     inputs = [in_dir / n for n in names] if names is not None else list_images(in_dir)
     todo = [p for p in inputs if not is_done(out_dir / f"{p.stem}.png", p, scale)]
@@ -278,8 +279,9 @@ def main(argv=None):
             f.result()
     bar.close()
     seconds = time.time() - started
-    print(f"wrote {len(todo) - len(failed)} PNGs to {out_dir} in {seconds:.1f}s "
-          f"({len(todo) / max(seconds, 1e-9):.1f} images/s)")
+    rate = len(todo) / max(seconds, 1e-9)
+    speed = f"{rate:.1f} images/s" if rate >= 1 else f"{seconds / max(len(todo), 1):.1f} s an image"
+    print(f"wrote {len(todo) - len(failed)} PNGs to {out_dir} in {seconds:.1f}s" + (f" ({speed})" if todo else ""))
     if not config.val_of:
         paths.record_last_prediction(out_dir, identity.get("weights", identity.get("model", "")))
     if failed:

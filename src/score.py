@@ -39,6 +39,7 @@ from srx4.core.progress import progress
 from srx4.runs.html import Cases, case_crops, table_html, write_report
 from srx4.image.scoring import (COMPETITION_METRICS, LEADERBOARD_COLUMNS, PROTOCOLS, bicubic_prediction,
                                 leaderboard_metric, score_images)
+from srx4.submit import submission_log
 from srx4.submit.submission import SubmissionError, iter_rows
 
 
@@ -155,11 +156,28 @@ def write_page(path: Path, source: Path, table: pd.DataFrame, protocols, scale: 
     write_report(path, f"scores of {source.name}", f"{source} · x{scale} · {description}", cards, sections, cases)
 
 
+def lr_dir_for(source: Path, hr_dir: Path):
+    """The LR folder for the bicubic line when --lr is not given: lr/ beside the HR, else the
+    one predict.py recorded in the PNG folder (or, for a CSV, in the folder it was made from)."""
+    if (hr_dir.parent / "lr").is_dir():
+        return hr_dir.parent / "lr"
+    made = None if source.is_dir() else submission_log.entry_for(source)
+    png_dir = source if source.is_dir() else (Path(made["png_dir"]) if made and made.get("png_dir") else None)
+    recorded = submission_log.lr_dir_of(png_dir) if png_dir else None
+    return recorded if recorded and recorded.is_dir() else None
+
+
 def main(argv=None):
     config = parse_config(ScoreConfig, "Score predictions against HR images.", argv, positional="predictions")
     source = Path(config.predictions)
     hr_dir = Path(config.hr) if config.hr else paths.demo_dir() / "test" / "hr"
-    lr_dir = Path(config.lr) if config.lr else hr_dir.parent / "lr"
+    lr_dir = Path(config.lr) if config.lr else lr_dir_for(source, hr_dir)
+    if lr_dir is None:
+        print(f"no LR folder found (none given with --lr, no lr/ beside {hr_dir}, none recorded by predict.py): "
+              f"no bicubic baseline to compare with", flush=True)
+        lr_dir = hr_dir.parent / "lr"            # absent: every image is scored without the bicubic line
+    else:
+        print(f"bicubic baseline from the LR images in {lr_dir}", flush=True)
     protocols = list(PROTOCOLS.values()) if config.protocol == "both" else [PROTOCOLS[config.protocol]]
     device = resolve_device(config.device)
     dtype = torch.float64 if device.type == "cpu" else torch.float32

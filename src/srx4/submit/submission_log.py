@@ -18,6 +18,16 @@ LOG_NAME = layout.SUBMISSION_LOG
 COLUMNS = ["time", "event", "csv", "sha256", "rows", "run", "run_dir", "weights", "weights_sha256", "tta",
            "png_dir", "competition", "message"]
 MANIFEST = layout.PNG_MANIFEST        # predict.py's record, inside each PNG folder, of the weights that wrote it
+LR_DIR_KEY = "lr_dir"                 # ... and of the LR folder the PNGs were made from
+
+
+def lr_dir_of(png_dir: Path):
+    """The LR folder predict.py made `png_dir` from (its manifest), or None."""
+    try:
+        recorded = json.loads((Path(png_dir) / MANIFEST).read_text()).get(LR_DIR_KEY)
+    except (OSError, ValueError):
+        return None
+    return Path(recorded) if recorded else None
 
 
 def log_path() -> Path:

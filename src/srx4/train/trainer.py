@@ -218,6 +218,7 @@ class Trainer:
                              f"CSV and --margin-minutes {cfg.margin_minutes}: predict with the weights you have")
         first_step, plan_step = self.step + 1, self.step + PLAN_AFTER_STEPS
         started, bad_in_row, stopped, last_val_s = time.time(), 0, None, 0.0
+        self.limit_s, self.loop_started = limit_s, started
 
         def clock():
             """Rank 0's seconds used against --time-limit (with room for one more validation).
@@ -310,6 +311,15 @@ class Trainer:
                     f"overflows fp16; train with --amp-dtype bf16 or --no-amp, or lower --learning-rate")
         return f"non-finite {why}; lower --learning-rate"
 
+    def _run_left_s(self) -> float:
+        """The whole run's time left: the epochs to go at the mean epoch so far (training and
+        validation), or what --time-limit / the session plan leaves, whichever is less."""
+        seconds = [float(r["seconds"]) for r in self.log.rows]
+        left = (self.cfg.epochs - self.state.epoch) * sum(seconds) / max(len(seconds), 1)
+        if self.limit_s:
+            left = min(left, max(0.0, self.limit_s - (time.time() - self.loop_started)))
+        return left
+
     def _end_epoch(self, epoch, losses, dropped, skipped, has_val, train_s, finished=True):
         """Validate the subset, keep the best weights, save last.ckpt, log the row.
         An epoch cut by --time-limit is validated too (its weights are the coldest).
@@ -350,7 +360,9 @@ class Trainer:
                 + (f" | dropped {dropped} samples" if dropped else "")
                 + (f" | fp16 GradScaler: {skipped} steps skipped, scale {scaler.get_scale():g}" if scaler
                    else f" | skipped {skipped} steps" if skipped else "")
-                + f" | train {train_s:.0f}s, validate {val_s:.0f}s")
+                + f" | train {train_s:.0f}s, validate {val_s:.0f}s"
+                + (f" | the run: about {minutes(self._run_left_s())} left, then the final check"
+                   if self.state.epoch < cfg.epochs else ""))
         self.log(text)
         self.views.epoch(epoch + 1, row, val, data.val_set, state.bicubic, state.bicubic_images, self.device)
         return val_s
