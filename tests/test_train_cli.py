@@ -171,8 +171,10 @@ def test_hostile_training_folder_is_reported_and_the_run_finishes(tmp_path):
     # tiny.png is used (for validation), so it is a note, not among the files left out
     assert "tiny.png" in split["val"] and "tiny.png" not in named
     assert report["notes"] == {"smaller than the 8px patch (validation only)": ["tiny.png"]}
-    # the undecodable pairs are counted once, as left out, and not among the pairs used
-    assert report["used"] == len(used) - 2 and "hr/truncated.png" in named and "hr/corrupt_idat.png" in named
+    # the undecodable pairs are counted once, as left out, and leave the split: no epoch cuts patches to drop
+    assert report["used"] == len(used) and "hr/truncated.png" in named and "hr/corrupt_idat.png" in named
+    assert not {"truncated.png", "corrupt_idat.png"} & used
+    assert f"split: {len(split['train'])} train, {len(split['val'])} val" in out.stdout
     assert f"{report['used']} pairs used" in out.stdout
     assert "[ WARN" not in out.stdout + out.stderr and "libpng" not in out.stdout + out.stderr   # OpenCV's own lines
     assert "best validation PSNR" in out.stdout
@@ -182,7 +184,7 @@ def test_hostile_training_folder_is_reported_and_the_run_finishes(tmp_path):
     assert "crops and flips done there" in on.stdout
     dropped = [[int(row["dropped_samples"]) for row in csv.DictReader(open(tmp_path / f"logs/{r}/metrics.csv"))]
                for r in ("h", "h_on")]
-    assert dropped[0] == dropped[1] and dropped[0][0] > 0
+    assert dropped[0] == dropped[1] == [0, 0]          # the bad pairs left the split before the epochs
     a, b = (load_file(tmp_path / f"logs/{r}/best.safetensors") for r in ("h", "h_on"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 

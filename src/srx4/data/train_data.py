@@ -98,6 +98,7 @@ class TrainData:
         log(self.pair_check.line())
         self._write_hygiene()
         log(describe_split(split))
+        t, v = len(split["train"]), len(split["val"])       # less the pairs the decode left out
         if self.stream is None:
             self.train_set = TrainPatches(train_lr, train_hr, s, cfg.patch_size, cfg.seed, cfg.patches_per_image,
                                           cfg.colour_augment)
@@ -168,10 +169,17 @@ class TrainData:
         for k in dirty:
             hygiene.add(PAIR_REASON, f"{names[k]} ({figures_text(self.pair_check.measured[names[k]])})")
         hygiene.used = n - len(failed_pairs) - len(dirty)
-        return (CacheView(cache, range(t), left_out=[k for k in dirty if k < t]),
-                CacheView(cache, range(n, n + t), left_out=[k for k in dirty if k < t]),
-                CacheView(cache, range(t, n), left_out=[k - t for k in dirty if k >= t]),
-                CacheView(cache, range(n + t, 2 * n), left_out=[k - t for k in dirty if k >= t]))
+        # both leave the split too (split.json, last.ckpt): no epoch cuts patches from them to drop
+        bad = failed | set(dirty)
+        train, val = [k for k in range(t) if k not in bad], [k for k in range(t, n) if k not in bad]
+        if bad:
+            split["train"], split["val"] = [names[k] for k in train], [names[k] for k in val]
+            if not train:
+                raise DataError(f"{cfg.data}: every training pair is undecodable or dirty (hygiene.json)")
+            if rank == 0:
+                save_split(split, self.run_dir / layout.SPLIT)
+        return (CacheView(cache, train), CacheView(cache, [n + k for k in train]),
+                CacheView(cache, val), CacheView(cache, [n + k for k in val]))
 
     def _streamed(self, split, by_name):
         """No cache: the training pairs decoded by the workers a window at a time (srx4.data.stream),
