@@ -197,6 +197,9 @@ def test_two_ranks_resumed_in_one_process_continue_at_the_same_point(tmp_path, f
               "--checkpoint-every", "5", "--time-limit", "0.0002", "--run-name", "two", "--val-fraction", "0",
               "--cache-dir", tmp_path / "cache", work=tmp_path, port=free_port)
     assert not list((tmp_path / "cache").iterdir())                     # the shared cache went with the run
+    page = (tmp_path / "logs/two/report.html").read_text()              # the epoch cut by the clock, said
+    done = len(list(csv.DictReader(open(tmp_path / "logs/two/metrics.csv"))))
+    assert f"finished: {done - 1} of 2 epochs and part of epoch {done}" in page
     ckpt = torch.load(tmp_path / "logs/two/last.ckpt", weights_only=True)
     assert ckpt["world"] == 2 and ckpt["samples_in_epoch"] % 8 == 0 and 0 < ckpt["samples_seen"] < 2 * 8 * 200
     seen = ckpt["samples_seen"]

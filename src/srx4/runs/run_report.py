@@ -162,8 +162,10 @@ class RunViews:
         except Exception as err:        # a picture must never cost a training run
             curves = None
             self.log(f"{layout.CURVES} not redrawn: {type(err).__name__}: {err}")
+        done, rows = summary["epochs_done"], len(self.log.rows)
+        cut = f" and part of epoch {done + 1}" if rows > done else ""     # an epoch cut by the clock has its row
         self._report(val, dataset, bicubic, bicubic_images, device,
-                     f"finished: {summary['epochs_done']} of {self.cfg.epochs} epochs{stopped}", summary, curves)
+                     f"finished: {done} of {self.cfg.epochs} epochs{cut}{stopped}", summary, curves)
         if self.tracker:
             self.tracker.finish(summary, self.run_dir)
 
