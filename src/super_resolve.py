@@ -14,12 +14,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+import torch
 
 from srx4.core import paths
 from srx4.models.weights import WeightsError
 from srx4.predict.onnx import load_runnable
 from srx4.core.cli import option, parse_config, run_main
+from srx4.image.metrics import psnr
 from srx4.image.codec import ImageError, read_image, to_tensor, to_uint8, write_png
 from srx4.image.resize import resize_tensor
 from srx4.core.system import resolve_device
@@ -49,17 +50,18 @@ def ground_truth(hr: str, image_path: Path):
 
 
 def comparison(lr, sr, scale: int, hr=None):
-    """Labelled bicubic | SR (| HR) at the output size; each panel's PSNR when HR is known."""
+    """(labelled bicubic | SR (| HR) at the output size, {panel: PSNR} when HR is known)."""
     panels = [("bicubic", to_uint8(resize_tensor(lr[None].double(), scale)[0].float())), ("SR", to_uint8(sr))]
     if hr is not None and hr.shape[:2] != panels[1][1].shape[:2]:
         raise ImageError(f"HR is {hr.shape[1]}x{hr.shape[0]}, the output {sr.shape[2]}x{sr.shape[1]}")
     labelled = [(label, image, None if hr is None else panel_psnr(image, hr)) for label, image in panels]
-    return labelled_strip(labelled + ([("HR", hr, None)] if hr is not None else []), gap=8)
+    strip = labelled_strip(labelled + ([("HR", hr, None)] if hr is not None else []), gap=8)
+    return strip, {label: value for label, _, value in labelled if value is not None}
 
 
 def panel_psnr(image, hr) -> float:
-    mse = np.mean((image.astype(np.float64) - hr.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+    """RGB PSNR (dB) of a uint8 panel against the uint8 HR: the one PSNR of image/metrics.py."""
+    return float(psnr(to_tensor(image, torch.float64), to_tensor(hr, torch.float64))[0])
 
 
 def main(argv=None):
@@ -67,6 +69,10 @@ def main(argv=None):
     device = resolve_device(config.device)
     failed = 0
     weights = config.weights or paths.last_run()
+    if not config.weights and weights:
+        shipped = paths.recommended_weights()
+        print(f"using your last run {weights} (logs/{paths.LAST_RUN})"
+              + (f"; --weights {shipped.name} for the shipped weights" if shipped else ""))
     if not weights and paths.recommended_weights():
         weights = paths.recommended_weights()
         print(f"no run of yours found: using the shipped weights {weights.name} ({weights / 'CARD.md'})")
@@ -87,12 +93,15 @@ def main(argv=None):
         print(f"wrote {out} ({sr.shape[2]}x{sr.shape[1]})")
         if config.compare:
             try:
-                compare = comparison(lr[0], sr, model.scale, ground_truth(config.hr, image_path))
+                compare, figures = comparison(lr[0], sr, model.scale, ground_truth(config.hr, image_path))
             except ImageError as err:
                 print(f"no comparison for {image_path}: {err}", file=sys.stderr)
                 failed += 1
                 continue
             write_png(folder / f"{image_path.stem}_x{model.scale}_compare.png", compare)
+            if figures:
+                ours, base = figures["SR"], figures["bicubic"]
+                print(f"{image_path.name}: PSNR {ours:.3f} dB vs bicubic {base:.3f} dB ({ours - base:+.3f} dB, RGB)")
     return 1 if failed else 0
 
 

@@ -183,6 +183,19 @@ def test_super_resolve_one_image_with_comparison(trained, tmp_path):
     assert read_image(tmp_path / "img_000_x4.png").shape == (96, 96, 3)
     compare = read_image(tmp_path / "img_000_x4_compare.png")
     assert compare.shape[1] == 200 and compare.shape[0] > 96          # bicubic | SR under their labels
+    # with the HR: the figures on the terminal too, the same as score.py's for that PNG; no --weights: says
+    # it takes the last run, and how to take the shipped weights instead
+    done = run_script("super_resolve.py", test / "lr" / "img_000.png", "--output", tmp_path / "h", "--compare",
+                      "--hr", test / "hr", work=work)
+    assert "using your last run" in done.stdout and "--weights srresnet-x4" in done.stdout
+    line = next(x for x in done.stdout.splitlines() if x.startswith("img_000.png: PSNR"))
+    (tmp_path / "named").mkdir()
+    (tmp_path / "named" / "img_000.png").write_bytes((tmp_path / "h" / "img_000_x4.png").read_bytes())
+    scored = run_script("score.py", tmp_path / "named", "--hr", test / "hr", "--lr", test / "lr", "--protocol",
+                        "competition", "--output", tmp_path / "s.csv", work=work)
+    import pandas as pd
+    row = pd.read_csv(tmp_path / "s.csv").iloc[0]
+    assert f"PSNR {row['psnr']:.3f} dB vs bicubic {row['bicubic_psnr']:.3f} dB" in line, (line, scored.stdout)
 
 
 def test_super_resolve_without_a_run_uses_the_shipped_recommended_weights(trained, tmp_path):

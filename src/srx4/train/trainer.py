@@ -367,10 +367,21 @@ class Trainer:
         self.views.epoch(epoch + 1, row, val, data.val_set, state.bicubic, state.bicubic_images, self.device)
         return val_s
 
+    def _final_check_line(self) -> str:
+        """What the end of the run does, and about how long, from the last epoch's validation."""
+        data, rows = self.data, self.log.rows
+        count = len(data.guard_indices)
+        text = f"final check: the best weights and bicubic on {count} {data.guard_on} images"
+        if rows and rows[-1].get("val_seconds") and data.val_subset:
+            per_image = float(rows[-1]["val_seconds"]) / len(data.val_subset)
+            text += f", about {minutes(1.5 * per_image * count)} at the last validation's pace"
+        return text
+
     def _summary(self, stopped):
         log, data, state = self.log, self.data, self.state
         if stopped:
             log(f"stopped early: {stopped}; resume with --resume {self.run_dir / CHECKPOINT_NAME}")
+        log(self._final_check_line())
         final, bicubic, scored = final_check(self._validate, self.run_dir, self.parts.eval_model, data.guard_set,
                                              data.guard_indices, self.cfg.scale, self.device)
         gain = final.psnr - bicubic.psnr
@@ -400,6 +411,7 @@ class Trainer:
                    VERSION_KEY: __version__, "config_file": self.cfg.config, "config_sha256": self.cfg.config_sha256}
         if self.is_main:
             write_json(self.run_dir / SUMMARY_NAME, summary)
+        log("writing the report (report.html, curves.png: the model run again on the images it shows)")
         self.views.finish(final, data.guard_set, state.bicubic, bicubic.by_name(), self.device, summary)
         if self.is_main:
             paths.record_last_run(self.run_dir)
