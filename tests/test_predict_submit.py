@@ -265,3 +265,30 @@ def test_small_crops_are_batched_by_size_with_the_outputs_of_one_at_a_time(train
         outs[flags] = np.stack([read_image(p).astype(int) for p in sorted(out.glob("*.png"))])
     diff = np.abs(outs[()] - outs[("--batch-size", "1")])
     assert diff.max() <= 1 and (diff == 0).mean() > 0.999
+
+
+def test_a_png_folder_remembers_its_lr_folder_for_the_csv_and_the_bicubic_line(trained, tmp_path):
+    """predict.py --input X --output P records X in P: make_submission.py --input P checks the
+    PNGs against X with no --lr-dir, score.py P --hr H (no lr/ beside H) takes its bicubic line
+    from X; where nothing names an LR folder, score.py says so in one line."""
+    import shutil
+    work, test = trained
+    lr = tmp_path / "my_lr"
+    shutil.copytree(test / "lr", lr)
+    hr = tmp_path / "truth" / "hr_only"
+    shutil.copytree(test / "hr", hr)
+    run_script("predict.py", "--input", lr, "--output", tmp_path / "P", work=work)
+    done = run_script("make_submission.py", "--input", tmp_path / "P", "--sample", "none", "--output",
+                      tmp_path / "s.csv", work=work)
+    assert f"checking the PNGs against the LR images in {lr.resolve()} (the folder predict.py read)" in done.stdout
+    scored = run_script("score.py", tmp_path / "P", "--hr", hr, work=work).stdout
+    assert f"bicubic baseline from the LR images in {lr.resolve()}" in scored and " vs bicubic " in scored
+    bare = tmp_path / "bare"
+    shutil.copytree(tmp_path / "P", bare, ignore=shutil.ignore_patterns(".srx4-weights.json"))
+    alone = run_script("score.py", bare, "--hr", hr, work=work).stdout
+    assert "no LR folder found" in alone and "no bicubic baseline" in alone and " vs bicubic " not in alone
+    shutil.rmtree(lr)                                 # the recorded folder gone: a sentence, nothing written
+    gone = run_script("make_submission.py", "--input", tmp_path / "P", "--sample", "none", "--output",
+                      tmp_path / "t.csv", work=work, check=False)
+    assert gone.returncode == 2 and len(gone.stderr.strip().splitlines()) == 1 and "--lr-dir" in gone.stderr
+    assert not (tmp_path / "t.csv").exists()
