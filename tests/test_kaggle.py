@@ -164,12 +164,13 @@ def test_ddp_two_processes_validate_like_one(tmp_path, pairs_dir, free_port):
 
 def test_ddp_rank_losing_a_whole_batch_does_not_hang(tmp_path, free_port):
     """Batch 1 per rank with an undecodable image: some step has no sample on one rank; every
-    rank skips it together (DDP's collectives would otherwise hang), with the images on the device."""
+    rank skips it together (DDP's collectives would otherwise hang). The streaming path meets a bad
+    pair only when it decodes it (the cached path leaves it out of the split before the epochs)."""
     data = make_pairs(tmp_path / "data", count=6)
     broken = data / "hr" / "img_001.png"
     broken.write_bytes(broken.read_bytes()[:200])
     run_ranks("train.py", "--data", data, *TINY, "--batch-size", "1", "--epochs", "2", "--patches-per-image", "2",
-              "--val-fraction", "0", "--device-data", "on", "--run-name", "lost", work=tmp_path, port=free_port,
+              "--val-fraction", "0", "--loading", "stream", "--run-name", "lost", work=tmp_path, port=free_port,
               timeout=120)
     with open(tmp_path / "logs/lost/metrics.csv") as f:
         rows = list(csv.DictReader(f))

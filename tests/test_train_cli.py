@@ -178,6 +178,9 @@ def test_hostile_training_folder_is_reported_and_the_run_finishes(tmp_path):
     assert f"{report['used']} pairs used" in out.stdout
     assert "[ WARN" not in out.stdout + out.stderr and "libpng" not in out.stdout + out.stderr   # OpenCV's own lines
     assert "best validation PSNR" in out.stdout
+    first_epoch = next(line for line in out.stdout.splitlines() if line.startswith("epoch 1/2"))
+    assert "| the run: about" in first_epoch                  # the whole run's time left, not only the epoch's
+    assert "final check: the best weights and bicubic on" in out.stdout and "writing the report" in out.stdout
 
     # the training set held "on the device" (the CPU here) gives the same run, bit for bit
     on = train(tmp_path, folder, "--epochs", "2", "--run", "h_on", "--val-fraction", "0.3", "--device-data", "on")
