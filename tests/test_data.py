@@ -255,3 +255,13 @@ def test_pair_check_tells_true_pairs_from_swapped_ones(tmp_path):
     assert check.record("real", real) and not check.record("crossed", crossed) and check.record("textured", textured)
     assert check.left_out() == ["crossed"] and check.worst(1)[0][0] == "crossed"
     assert PairCheck(0).record("crossed", crossed)
+
+
+def test_available_ram_counts_the_reclaimable_page_cache():
+    """MemAvailable, not the free pages: a box whose page cache holds what it read (GBs of
+    decoded frames, two test suites) still has that memory to give, and the RAM cache, the
+    tiles and the batches are sized from it."""
+    from srx4.core.system import available_ram_bytes
+    meminfo = "MemTotal:       24000000 kB\nMemFree:         1000000 kB\nMemAvailable:   20000000 kB\n"
+    assert available_ram_bytes(meminfo) == 20000000 * 1024
+    assert available_ram_bytes("no such line\n") > 0          # elsewhere: the free pages

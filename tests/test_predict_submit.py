@@ -252,8 +252,7 @@ def test_small_crops_are_batched_by_size_with_the_outputs_of_one_at_a_time(train
     from srx4.predict.inference import auto_batch
     spec = build_model({"name": "srresnet", "scale": 4}).spec
     cpu = torch.device("cpu")
-    # about one 480x270 frame's pixels a pass (fewer when free RAM is short: the budget reads it now)
-    assert 8 < auto_batch(spec, 64, 64, cpu) <= 480 * 270 // (64 * 64)
+    assert auto_batch(spec, 64, 64, cpu) == 480 * 270 // (64 * 64)
     assert auto_batch(spec, 270, 480, cpu) == 1 and auto_batch(spec, 16, 16, cpu) == 64
     work, _ = trained
     crops = make_pairs(tmp_path / "crops", count=12, hr_side=64)

@@ -84,7 +84,18 @@ def inference_dtype(device: torch.device, choice: str = "auto"):
     return torch.bfloat16 if choice == "bf16" or (choice == "auto" and cpu_has_bf16()) else None
 
 
-def available_ram_bytes() -> int:
+def available_ram_bytes(meminfo: str = None) -> int:
+    """RAM a process can still take: Linux's MemAvailable (free pages plus the page cache and
+    other memory the kernel gives back on demand); elsewhere the free pages. The free pages
+    alone read a few GB on a box whose page cache holds what it read (a Kaggle session after
+    decoding the data, a machine running two test suites) and would shrink every budget."""
+    try:
+        text = Path("/proc/meminfo").read_text() if meminfo is None else meminfo
+        for line in text.splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
