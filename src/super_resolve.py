@@ -14,13 +14,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from srx4.core import paths
 from srx4.models.weights import WeightsError
 from srx4.predict.onnx import load_runnable
 from srx4.core.cli import option, parse_config, run_main
-from srx4.image.metrics import psnr
+from srx4.image.metrics import psnr_uint8
 from srx4.image.codec import ImageError, read_image, to_tensor, to_uint8, write_png
 from srx4.image.resize import resize_tensor
 from srx4.core.system import resolve_device
@@ -54,14 +53,9 @@ def comparison(lr, sr, scale: int, hr=None):
     panels = [("bicubic", to_uint8(resize_tensor(lr[None].double(), scale)[0].float())), ("SR", to_uint8(sr))]
     if hr is not None and hr.shape[:2] != panels[1][1].shape[:2]:
         raise ImageError(f"HR is {hr.shape[1]}x{hr.shape[0]}, the output {sr.shape[2]}x{sr.shape[1]}")
-    labelled = [(label, image, None if hr is None else panel_psnr(image, hr)) for label, image in panels]
+    labelled = [(label, image, None if hr is None else psnr_uint8(image, hr)) for label, image in panels]
     strip = labelled_strip(labelled + ([("HR", hr, None)] if hr is not None else []), gap=8)
     return strip, {label: value for label, _, value in labelled if value is not None}
-
-
-def panel_psnr(image, hr) -> float:
-    """RGB PSNR (dB) of a uint8 panel against the uint8 HR: the one PSNR of image/metrics.py."""
-    return float(psnr(to_tensor(image, torch.float64), to_tensor(hr, torch.float64))[0])
 
 
 def main(argv=None):

@@ -232,8 +232,9 @@ def test_pair_check_tells_true_pairs_from_swapped_ones(tmp_path):
     """A real GNR638 pair (not a bicubic downscale) and a photo pair score well above 18 dB
     upscaled; the same files crossed far under it. A true pair of a textured BSD200 photo
     scores under 18 upscaled but far above it averaged down: kept. An HR that is the bicubic
-    upscale scores inf."""
+    upscale scores the cap, 100 dB."""
     from srx4.data.pair_check import PairCheck, measure, pair_psnr
+    from srx4.image.metrics import PSNR_CAP
     from srx4.image.codec import read_image
     from srx4.image.resize import BicubicUpscale
     frames = SHARED / "samples/gnr638"
@@ -250,7 +251,7 @@ def test_pair_check_tells_true_pairs_from_swapped_ones(tmp_path):
     textured = measure(imresize(textured_hr, 1 / 4), textured_hr, 4)
     assert textured[0] < 18 and textured[1] > 25, textured           # fails the write-up's test alone
     up = BicubicUpscale(4)(torch.from_numpy(photo_lr).permute(2, 0, 1)[None].float()).clamp(0, 255).round()
-    assert pair_psnr(photo_lr, up[0].permute(1, 2, 0).byte().numpy(), 4) == float("inf")
+    assert pair_psnr(photo_lr, up[0].permute(1, 2, 0).byte().numpy(), 4) == PSNR_CAP
     check = PairCheck(18.0)
     assert check.record("real", real) and not check.record("crossed", crossed) and check.record("textured", textured)
     assert check.left_out() == ["crossed"] and check.worst(1)[0][0] == "crossed"

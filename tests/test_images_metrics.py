@@ -89,3 +89,29 @@ def test_resize_up_then_tensor_form_agree():
     assert up_uint8.shape == (96, 128, 3)
     # rounding once at the end vs after each pass: at most 1 grey level apart
     assert np.abs(up_float.round().clamp(0, 255).permute(1, 2, 0).numpy() - up_uint8).max() <= 1
+
+
+def test_every_psnr_in_the_repo_is_the_one_of_metrics():
+    """Identical images score PSNR_CAP (100 dB) and a real pair the same figure in the
+    scoring protocol, the pair check, a report's crops and super_resolve's comparison."""
+    from srx4.data.pair_check import pair_psnr
+    from srx4.image.metrics import PSNR_CAP, psnr, psnr_uint8
+    from srx4.image.scoring import COMPETITION
+    from srx4.runs.html import case_crops
+    from srx4.image.codec import to_tensor
+    hr = data.astronaut()[:128, :128]                                            # (128, 128, 3) uint8
+    lr = imresize(hr, 0.25)
+    up = resize_tensor(to_tensor(lr)[None].double(), 4)[0].clamp(0, 1)          # (3, 128, 128)
+    up8 = up.mul(255).round().byte().permute(1, 2, 0).numpy()
+    expected = float(psnr(to_tensor(up8, torch.float64), to_tensor(hr, torch.float64))[0])
+    assert 20 < expected < 40
+    assert psnr_uint8(up8, hr) == pytest.approx(expected, abs=1e-9)
+    assert pair_psnr(lr, hr, 4) == pytest.approx(expected, abs=1e-3)           # float32 there
+    scored = COMPETITION.measure(to_tensor(up8, torch.float64), to_tensor(hr, torch.float64), 4, with_ssim=False)["psnr"]
+    assert float(scored[0]) == pytest.approx(expected, abs=1e-9)
+    panels = case_crops(lr, up, up, to_tensor(hr), 4, focus="centre", side=128)["panels"]
+    assert panels[1][2] == pytest.approx(expected, abs=1e-9)
+    same = [psnr_uint8(hr, hr), float(psnr(to_tensor(hr), to_tensor(hr))[0]),
+            float(COMPETITION.measure(to_tensor(hr), to_tensor(hr), 4, with_ssim=False)["psnr"][0]),
+            case_crops(lr, hr, hr, hr, 4, focus="centre")["panels"][2][2]]
+    assert same == [PSNR_CAP] * 4

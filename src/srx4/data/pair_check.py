@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from srx4.image.metrics import psnr
 from srx4.image.resize import BicubicUpscale
 
 MIN_PAIR_PSNR = 18.0
@@ -30,8 +31,7 @@ def pair_psnr(lr: np.ndarray, hr: np.ndarray, scale: int) -> float:
     x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float()    # (1, 3, h, w) in [0, 255]
     up = BicubicUpscale(scale)(x).clamp_(0, 255).round_()                              # (1, 3, sh, sw)
     truth = torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)[None].float()
-    mse = (up - truth).pow_(2).mean().item()
-    return float("inf") if mse == 0 else 10 * float(np.log10(255.0 ** 2 / mse))
+    return float(psnr(up / 255, truth / 255, torch.float32)[0])
 
 
 @torch.no_grad()
@@ -40,8 +40,7 @@ def down_psnr(lr: np.ndarray, hr: np.ndarray, scale: int) -> float:
     x = torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)[None].float()    # (1, 3, sh, sw)
     down = torch.nn.functional.avg_pool2d(x, scale).round_()                          # (1, 3, h, w)
     truth = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float()
-    mse = (down - truth).pow_(2).mean().item()
-    return float("inf") if mse == 0 else 10 * float(np.log10(255.0 ** 2 / mse))
+    return float(psnr(down / 255, truth / 255, torch.float32)[0])
 
 
 def measure(lr: np.ndarray, hr: np.ndarray, scale: int, min_psnr: float = MIN_PAIR_PSNR) -> tuple:

@@ -5,7 +5,10 @@ Pure functions on torch tensors (N, C, H, W) or (C, H, W), float images in
 validation on a GPU) on whatever device the tensors are on. Which channels,
 borders and window a score uses is a protocol's choice: see `scoring.py`.
 
-- `psnr(sr, hr)`: dB on the [0, 255] scale, per image (N,).
+- `psnr(sr, hr)`: dB, per image (N,), capped at `PSNR_CAP` (100 dB: identical images,
+  whose MSE is 0, give 100 everywhere, not inf; so a mean over images stays finite).
+  The one PSNR of the repo: scoring, validation, pair checks, reports and
+  super_resolve.py all call it.
 - `ssim(sr, hr, window="gaussian11")`: Wang et al.'s SSIM as the SR papers'
   MATLAB code computes it (11x11 Gaussian, sigma 1.5, 'valid' region,
   population variances); `window="uniform7"`: scikit-image's
@@ -22,6 +25,7 @@ YCBCR = ((65.481, 128.553, 24.966), (-37.797, -74.203, 112.0), (112.0, -93.786, 
 YCBCR_OFFSET = (16.0, 128.0, 128.0)
 SSIM_WINDOWS = ("gaussian11", "uniform7")
 SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2     # (K L)^2 with L = 1 (images in [0, 1])
+PSNR_CAP = 100.0            # dB: the figure of identical images (MSE 0)
 SSIM_BAND_ROWS = 32          # rows of the SSIM map computed at a time on a CPU (a GPU takes it whole)
 
 
@@ -66,10 +70,19 @@ def _check(sr, hr, dtype):
 
 
 def psnr(sr, hr, dtype=torch.float64) -> torch.Tensor:
-    """Per-image PSNR in dB (N,), peak 1; hr may be one image for N predictions. Identical images give inf."""
+    """Per-image PSNR in dB (N,), peak 1 (images in [0, 1]); hr may be one image for N
+    predictions. Identical images give PSNR_CAP (100 dB)."""
     sr, hr = _check(sr, hr, dtype)
     mse = ((sr - hr) ** 2).mean(dim=(1, 2, 3))
-    return 10 * torch.log10(1.0 / mse)
+    return (10 * torch.log10(1.0 / mse)).clamp(max=PSNR_CAP)
+
+
+def psnr_uint8(sr, hr) -> float:
+    """`psnr` of two uint8 images (H, W) or (H, W, C), numpy arrays or tensors, in float64."""
+    def chw(image):
+        x = torch.as_tensor(image).to(torch.float64) / 255
+        return x.movedim(-1, 0) if x.dim() == 3 else x[None]          # (C, H, W)
+    return float(psnr(chw(sr), chw(hr))[0])
 
 
 def _filter(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:

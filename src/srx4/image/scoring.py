@@ -33,8 +33,6 @@ from srx4.image.codec import to_tensor
 from srx4.image.resize import resize_tensor
 from srx4.image.metrics import psnr, rgb_to_y, ssim
 
-PSNR_CAP = 100.0
-
 
 @dataclass(frozen=True)
 class Protocol:
@@ -65,7 +63,7 @@ class Protocol:
             sr, hr = rgb_to_y(sr), rgb_to_y(hr)
         if self.shave_scale and scale:
             sr, hr = sr[..., scale:-scale, scale:-scale], hr[..., scale:-scale, scale:-scale]
-        values = {f"psnr{self.suffix}": psnr(sr, hr, dtype).clamp(max=PSNR_CAP)}
+        values = {f"psnr{self.suffix}": psnr(sr, hr, dtype)}
         if with_ssim:
             values[f"ssim{self.suffix}"] = ssim(sr, hr, self.ssim_window, dtype)
             if self.ssim_weight:

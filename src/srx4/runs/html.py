@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from srx4.core.io import atomic_write_text
+from srx4.image.metrics import psnr_uint8
 
 CROP_SIDE = 192          # HR pixels per side of a case's crops
 JPEG_QUALITY = 92
@@ -35,12 +36,6 @@ def _as_chw(image) -> torch.Tensor:
         image = torch.from_numpy(image.reshape(image.shape[0], image.shape[1], -1)).permute(2, 0, 1).float() / 255
     image = image.float().cpu()
     return image.expand(3, -1, -1) if image.shape[0] == 1 else image
-
-
-def _crop_psnr(x: torch.Tensor, hr: torch.Tensor) -> float:
-    """RGB PSNR of an 8-bit crop against the HR crop (inf when equal)."""
-    mse = (x.mul(255).round() - hr.mul(255).round()).pow(2).mean().item() / 255 ** 2
-    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
 
 
 def case_crops(lr, bicubic, sr, hr, scale: int, focus: str = "error", side: int = CROP_SIDE) -> dict:
@@ -63,11 +58,13 @@ def case_crops(lr, bicubic, sr, hr, scale: int, focus: str = "error", side: int 
     box = (slice(None), slice(top, top + side), slice(left, left + side))
     lr_crop = lr[:, top // scale:(top + side) // scale, left // scale:(left + side) // scale]
     nearest = lr_crop.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-    hr_crop = hr[box]
+    to_panel = lambda image: image.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()  # noqa: E731
+    hr_panel = to_panel(hr[box])                                              # (side, side, 3) uint8
     panels = []
-    for label, image in zip(PANELS, (nearest, bicubic[box], sr[box], hr_crop)):
-        panel = image.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
-        panels.append((label, panel, None if label == "HR" else _crop_psnr(image.clamp(0, 1), hr_crop)))
+    for label, image in zip(PANELS, (nearest, bicubic[box], sr[box])):
+        panel = to_panel(image)
+        panels.append((label, panel, psnr_uint8(panel, hr_panel)))
+    panels.append(("HR", hr_panel, None))
     return {"panels": panels, "box": (top, left, side), "size": (h, w)}
 
 
