@@ -1,5 +1,5 @@
 """CPU training step under autocast: fp16 (with GradScaler("cpu"), the T4's step code)
-and bf16 against fp32, per model, in one run (engine.train_step, random batches).
+and bf16 against fp32, per model, in one run (train/step.py train_step, random batches).
 
 In:  nothing. Out: ms per step and the ratio to fp32 (NCHW: today's CPU path) for each model,
 dtype and memory layout, printed.

@@ -41,6 +41,20 @@ def newest(pattern):
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
+def trained_weights():
+    """The weights of the run train.py trained in this session: the run logs/last_run.json
+    names when it finished after this kernel started, else the newest best.safetensors
+    (training failed after saving weights). predict.py gets them by name, never a pointer
+    left by an earlier session."""
+    try:
+        entry = json.loads((WORKING / "logs" / "last_run.json").read_text())
+        if float(entry.get("finished", 0)) >= STARTED and (Path(entry["dir"]) / "best.safetensors").is_file():
+            return Path(entry["dir"]) / "best.safetensors"
+    except (OSError, ValueError, KeyError):
+        pass
+    return newest("*/best.safetensors")
+
+
 def predict_with_tta():
     """Whether to predict with x8 TTA: the recipe (or --tta) asks, and the run's plan.json says
     it still fits in what is left of the session now (srx4.train.plan, the rule train.py planned
@@ -139,14 +153,14 @@ def main():
         # --no-demo: without the competition's folders, stop; never train and submit the bundled demo
         code = run("train.py", *recipe, *TRAIN_ARGS, *resume, *([] if "--no-demo" in TRAIN_ARGS else ["--no-demo"]),
                    launcher=launcher, check=False)
-        weights = newest("*/best.safetensors")
+        weights = trained_weights()
         if code != 0 and weights is None:
             sys.exit(f"train.py failed (exit {code}) and left no weights: no submission")
         if code != 0:      # never end the session without a CSV when weights exist
             print(f"TRAINING FAILED (exit {code}): predicting with the best weights so far, {weights}", flush=True)
         tta = ["--tta"] if predict_with_tta() else []
         plain = [a for a in PREDICT_ARGS if a != "--tta"]
-        run("predict.py", *([] if code == 0 or "--weights" in plain else ["--weights", str(weights)]), *tta, *plain)
+        run("predict.py", *([] if "--weights" in plain else ["--weights", str(weights)]), *tta, *plain)
     else:
         given = "--weights" in PREDICT_ARGS
         tta = ["--tta"] if KAGGLE_SETTINGS.get("predict_tta") and "--tta" not in PREDICT_ARGS else []

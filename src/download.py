@@ -55,12 +55,12 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def download_with_progress(slug: str, out: Path, total):
+def download_with_progress(slug: str, out: Path, total, quiet: bool = False):
     """Run the kaggle CLI's download while a bar follows the bytes arriving in `out` (the folder
     is read once a second, or at the plain-progress interval when SRX4_PROGRESS_INTERVAL sets a shorter one)."""
     start, done = folder_bytes(out), threading.Event()
     every = min(1.0, max(0.05, plain_interval()))
-    bar = progress(total=total, desc="download", unit="B", unit_scale=True)
+    bar = progress(total=total, desc="download", unit="B", unit_scale=True, quiet=quiet)
 
     def watch():
         seen = 0
@@ -78,11 +78,11 @@ def download_with_progress(slug: str, out: Path, total):
         bar.close()
 
 
-def unzip_with_progress(archive: Path, out: Path):
+def unzip_with_progress(archive: Path, out: Path, quiet: bool = False):
     with zipfile.ZipFile(archive) as zf:
         members = zf.infolist()
         bar = progress(total=sum(m.file_size for m in members), desc=f"unzip {archive.name}", unit="B",
-                       unit_scale=True)
+                       unit_scale=True, quiet=quiet)
         for member in members:
             zf.extract(member, out)
             bar.update(member.file_size)
@@ -99,10 +99,10 @@ def main(argv=None):
         total = listed_bytes(run_kaggle(["competitions", "files", "-c", config.competition], timeout=120))
     except KaggleError:
         total = None               # the listing is only for the ETA
-    print(download_with_progress(config.competition, out, total))
+    print(download_with_progress(config.competition, out, total, config.quiet))
     (out / paths.COMPETITION_FILE).write_text(config.competition + "\n")   # score.py names its leaderboard figure
     for archive in sorted(out.glob("*.zip")):
-        unzip_with_progress(archive, out)
+        unzip_with_progress(archive, out, config.quiet)
         print(f"unzipped {archive.name}")
     lines = describe_layout(out)
     print("\n".join(lines) if lines else f"no lr/ + hr/ folders found under {out}: arrange them as README.md says")

@@ -1,7 +1,8 @@
 """Benchmark a model the way the SR papers do: the paper protocol of `srx4/image/scoring.py`
 (PSNR / SSIM on Y of BT.601, `scale` pixels shaved, 11x11 Gaussian SSIM).
 
-In:  --weights FILE_OR_RUN_DIR (or --model bicubic); --data one or more benchmark
+In:  --weights (predict.py's rule: run folders, files or shipped names; default the run
+     train.py finished last, else the shipped weights) or --model bicubic; --data one or more benchmark
      folders, each with HR/ and LR_x4/ (or HR/ alone: LR is then made with the
      MATLAB-compatible resize). A bare name (Set5, Set14) is one of the sets
      shipped under benchmarks/. Grey images are scored on their own grey values
@@ -19,17 +20,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from srx4.core import paths
-from srx4.models.weights import WeightsError
 from srx4.core.io import atomic_write_text
-from srx4.predict.onnx import load_runnable
-from srx4.core.errors import MissingData
+from srx4.core.errors import JobFailed, MissingData
 from srx4.core.cli import option, parse_config, run_main
-from srx4.image.codec import list_images, read_image, to_tensor, to_uint8
+from srx4.image.codec import list_images, read_image
 from srx4.image.resize import imresize, modcrop
-from srx4.predict.inference import Ensemble, super_resolve
+from srx4.predict.choose import WEIGHTS_HELP, load_predictor
+from srx4.predict.folder import Options, predict_images
 from srx4.core.system import resolve_device
 from srx4.core.progress import progress
 from srx4.runs.html import Cases, case_crops, table_html, write_report
@@ -40,7 +41,7 @@ SHIPPED_SETS = paths.REPO / "benchmarks"
 
 @dataclass
 class EvaluateConfig:
-    weights: list = option([], "weights: run folder, .safetensors or .onnx; several: an ensemble, outputs averaged")
+    weights: list = option([], WEIGHTS_HELP)
     model: str = option("", "'bicubic' to evaluate the baseline alone", choices=["", "bicubic"])
     data: list = option([], "benchmark folders (each with HR/ and LR_x<scale>/ or HR/ alone), or Set5 / Set14")
     scale: int = option(4, "scale (weights carry their own)")
@@ -70,10 +71,13 @@ def load_pair(hr_path: Path, lr_dir: Path, scale: int):
 
 
 def run_model(model, lr, device, tta: bool):
-    """uint8 LR (H, W[, 3]) -> uint8 SR (sH, sW, 3), as predict.py would write it.
-    A grey image goes through the model as three equal channels."""
-    x = to_tensor(lr).to(device).expand(3, -1, -1)                          # (3, H, W)
-    return to_uint8(super_resolve(model, x[None].contiguous(), amp=False, tta=tta)[0])
+    """uint8 LR (H, W[, 3]) -> uint8 SR (sH, sW, 3), as predict.py writes it but in fp32
+    (the papers' protocol). A grey image goes through the model as three equal channels."""
+    rgb = np.repeat(lr[..., None], 3, axis=2) if lr.ndim == 2 else lr       # (H, W, 3)
+    sr = predict_images(model, [rgb], Options(tta=tta, amp=False), device)[0]
+    if sr is None:
+        raise JobFailed("the model's output has NaN or inf values: are the weights broken?")
+    return sr
 
 
 def evaluate_set(model, folder: Path, scale: int, device, tta: bool, quiet: bool, cases: Cases = None) -> list:
@@ -117,12 +121,8 @@ def main(argv=None):
         raise MissingData("--data: give one or more benchmark folders (HR/ and LR_x4/), or Set5 Set14")
     model, name, scale = None, "bicubic", config.scale
     if config.model != "bicubic":
-        if not config.weights:
-            raise WeightsError("--weights or --model bicubic is required")
-        members = [load_runnable(w, device)[0] for w in config.weights]
-        model = members[0] if len(members) == 1 else Ensemble(members)
-        scale = model.scale
-        name = "+".join(Path(w).stem if Path(w).is_file() else Path(w).name for w in config.weights)
+        predictor = load_predictor(config.weights, device)
+        model, name, scale = predictor.inference_form(), predictor.name, predictor.model.scale
     rows, cases = [], Cases(keep=3)
     for folder in map(benchmark_folder, config.data):
         rows += evaluate_set(model, folder, scale, device, config.tta, config.quiet, cases)

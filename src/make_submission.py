@@ -26,6 +26,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from srx4.core import layout
 from srx4.core import paths
 from srx4.submit import submission_log
 from srx4.core.io import file_sha256
@@ -56,7 +57,7 @@ def main(argv=None):
     recorded = None if config.input else paths.last_prediction()
     png_dir = Path(config.input) if config.input else (recorded[0] if recorded else None)
     if png_dir is None or not png_dir.is_dir():
-        raise MissingData(f"{png_dir or paths.submissions_dir() / paths.LAST_PREDICTION}: no predicted PNGs; run "
+        raise MissingData(f"{png_dir or paths.submissions_dir() / layout.LAST_PREDICTION}: no predicted PNGs; run "
                           f"python src/predict.py first, or pass --input")
     print(f"reading PNGs from {png_dir}" + (f" (predicted last, with {recorded[1]})" if recorded else ""))
     sample = None if config.sample == "none" else (config.sample or paths.find_sample_submission())
@@ -73,7 +74,8 @@ def main(argv=None):
     started = time.time()
     try:
         rows, missing = write_submission(png_dir, lr_dir, out_csv, config.scale, sample,
-                                         config.allow_missing, config.workers or None, config.format)
+                                         config.allow_missing, config.workers or None, config.format,
+                                         quiet=config.quiet)
     except (SubmissionError, FileNotFoundError) as err:
         raise SubmissionError(f"{err} (nothing written; --allow-missing writes the valid rows)") from None
     size_mb = out_csv.stat().st_size / 1e6

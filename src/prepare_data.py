@@ -83,7 +83,7 @@ def main(argv=None):
     written, failed, small = 0, [], []
     with ProcessPoolExecutor(config.workers or None) as pool:
         for name, count, error, too_small in progress(pool.map(prepare_one, jobs, chunksize=4), total=len(jobs),
-                                                       desc="prepare", unit="img"):
+                                                       desc="prepare", unit="img", quiet=config.quiet):
             written += count
             if error:
                 failed.append(error)

@@ -1,7 +1,7 @@
 """Super-resolve single images: photo.png -> photo_x4.png beside it (or in --output).
 
-In:  --weights FILE_OR_RUN_DIR or a shipped name (default: the newest run, else the
-     shipped recommended weights, weights/srresnet-x4) and one or more images.
+In:  --weights (run folders, files or shipped names, predict.py's rule: default the run
+     train.py finished last, else the shipped weights/srresnet-x4) and one or more images.
 Out: NAME_x<scale>.png; with --compare also NAME_x<scale>_compare.png, a
      labelled side-by-side figure of bicubic | SR at the output size, with
      | HR and each panel's PSNR when --hr names the ground truth (a file, or a
@@ -14,24 +14,21 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-
-from srx4.core import paths
-from srx4.models.weights import WeightsError
-from srx4.predict.onnx import load_runnable
 from srx4.core.cli import option, parse_config, run_main
-from srx4.image.metrics import psnr_uint8
-from srx4.image.codec import ImageError, read_image, to_tensor, to_uint8, write_png
-from srx4.image.resize import resize_tensor
-from srx4.core.system import resolve_device
-from srx4.predict.inference import super_resolve
-from srx4.runs.plots import labelled_strip
 from srx4.core.progress import progress
+from srx4.core.system import resolve_device
+from srx4.image.codec import ImageError, read_image, to_tensor, to_uint8, write_png
+from srx4.image.metrics import psnr_uint8
+from srx4.image.resize import resize_tensor
+from srx4.predict.choose import WEIGHTS_HELP, load_predictor
+from srx4.predict.folder import Options, predict_images
+from srx4.runs.plots import labelled_strip
 
 
 @dataclass
 class SuperResolveConfig:
     images: list = option([], "image files to super-resolve")
-    weights: str = option("", "weights file or run folder (default: the run train.py finished last)")
+    weights: list = option([], WEIGHTS_HELP)
     output: str = option("", "output folder (default: beside each image)")
     compare: bool = option(False, "also write a labelled bicubic | SR side-by-side picture")
     hr: str = option("", "with --compare: the ground truth (file, or folder with the same name) for | HR and PSNRs")
@@ -49,10 +46,12 @@ def ground_truth(hr: str, image_path: Path):
 
 
 def comparison(lr, sr, scale: int, hr=None):
-    """(labelled bicubic | SR (| HR) at the output size, {panel: PSNR} when HR is known)."""
-    panels = [("bicubic", to_uint8(resize_tensor(lr[None].double(), scale)[0].float())), ("SR", to_uint8(sr))]
-    if hr is not None and hr.shape[:2] != panels[1][1].shape[:2]:
-        raise ImageError(f"HR is {hr.shape[1]}x{hr.shape[0]}, the output {sr.shape[2]}x{sr.shape[1]}")
+    """(labelled bicubic | SR (| HR) at the output size, {panel: PSNR} when HR is known);
+    lr and sr (and hr) uint8 (H, W, 3)."""
+    bicubic = to_uint8(resize_tensor(to_tensor(lr)[None].double(), scale)[0].float())
+    panels = [("bicubic", bicubic), ("SR", sr)]
+    if hr is not None and hr.shape[:2] != sr.shape[:2]:
+        raise ImageError(f"HR is {hr.shape[1]}x{hr.shape[0]}, the output {sr.shape[1]}x{sr.shape[0]}")
     labelled = [(label, image, None if hr is None else psnr_uint8(image, hr)) for label, image in panels]
     strip = labelled_strip(labelled + ([("HR", hr, None)] if hr is not None else []), gap=8)
     return strip, {label: value for label, _, value in labelled if value is not None}
@@ -61,33 +60,27 @@ def comparison(lr, sr, scale: int, hr=None):
 def main(argv=None):
     config = parse_config(SuperResolveConfig, "Super-resolve single images.", argv, positional="images")
     device = resolve_device(config.device)
-    failed = 0
-    weights = config.weights or paths.last_run()
-    if not config.weights and weights:
-        shipped = paths.recommended_weights()
-        print(f"using your last run {weights} (logs/{paths.LAST_RUN})"
-              + (f"; --weights {shipped.name} for the shipped weights" if shipped else ""))
-    if not weights and paths.recommended_weights():
-        weights = paths.recommended_weights()
-        print(f"no run of yours found: using the shipped weights {weights.name} ({weights / 'CARD.md'})")
-    if not weights:
-        raise WeightsError("no trained weights found: pass --weights or run python src/train.py first")
-    model, _ = load_runnable(weights, device)
-    for image_path in progress(list(map(Path, config.images)), desc="super-resolve", unit="img"):
+    model = load_predictor(config.weights, device).inference_form()
+    options, failed = Options(tta=config.tta, quiet=config.quiet), 0
+    for image_path in progress(list(map(Path, config.images)), desc="super-resolve", unit="img",
+                               quiet=config.quiet):
         try:
-            lr = to_tensor(read_image(image_path))[None].to(device)            # (1, 3, H, W) in [0, 1]
+            lr = read_image(image_path)                                        # (H, W, 3) uint8
         except ImageError as err:
             print(f"skipped: {err}", file=sys.stderr)
             failed += 1
             continue
-        sr = super_resolve(model, lr, tta=config.tta)[0]                      # (3, sH, sW)
+        sr = predict_images(model, [lr], options, device, [image_path.name])[0]    # (sH, sW, 3) uint8
+        if sr is None:
+            failed += 1
+            continue
         folder = Path(config.output) if config.output else image_path.parent
         out = folder / f"{image_path.stem}_x{model.scale}.png"
-        write_png(out, to_uint8(sr))
-        print(f"wrote {out} ({sr.shape[2]}x{sr.shape[1]})")
+        write_png(out, sr)
+        print(f"wrote {out} ({sr.shape[1]}x{sr.shape[0]})")
         if config.compare:
             try:
-                compare, figures = comparison(lr[0], sr, model.scale, ground_truth(config.hr, image_path))
+                compare, figures = comparison(lr, sr, model.scale, ground_truth(config.hr, image_path))
             except ImageError as err:
                 print(f"no comparison for {image_path}: {err}", file=sys.stderr)
                 failed += 1

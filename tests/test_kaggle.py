@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,11 +42,31 @@ def test_built_kernel_runs_against_a_fake_kaggle_tree(tmp_path):
     assert (train_folder / meta["code_file"]).is_file()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "SRX4"))}
     env.update(SRX4_KAGGLE_ROOT=str(tmp_path / "kaggle"), KAGGLE_KERNEL_RUN_TYPE="Batch", CUDA_VISIBLE_DEVICES="")
+    # an earlier session's output left a run and logs/last_run.json naming it: a stale pointer
+    working = tmp_path / "kaggle" / "working"
+    from srx4.models import build_model
+    from srx4.models.weights import save_weights
+    stale = {"name": "srcnn", "scale": 4}
+    save_weights(working / "logs" / "stale" / "best.safetensors", build_model(stale), stale)
+    (working / "logs" / "last_run.json").write_text(json.dumps({"run": "stale", "dir": str(working / "logs" / "stale"),
+                                                                "finished": "1"}))
     done = subprocess.run([sys.executable, str(train_folder / meta["code_file"])], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert done.stdout.startswith("accelerator: NO GPU")       # what the session got, said first
-    working = tmp_path / "kaggle" / "working"
+    trained = json.loads((working / "logs" / "last_run.json").read_text())["dir"]
+    assert Path(trained).name != "stale"
+    manifest = json.loads(next((working / "submissions").glob("*/png/.srx4-weights.json")).read_text())
+    assert manifest["weights"] == str(Path(trained) / "best.safetensors")      # the run it trained, by name
+    # predict.py on Kaggle without --weights passes over a last_run.json older than the session
+    (working / "logs" / "last_run.json").write_text(json.dumps({"run": "stale", "dir": str(working / "logs" / "stale"),
+                                                                "finished": "1"}))
+    bare = run_script("predict.py", "--input", comp / "test" / "lr", "--output", tmp_path / "bare", check=False,
+                      work=working, env_extra={"SRX4_KAGGLE_ROOT": str(tmp_path / "kaggle"),
+                                               "KAGGLE_KERNEL_RUN_TYPE": "Batch", "SRX4_SESSION_START": "1000",
+                                               "SRX4_WEIGHTS_DIR": str(tmp_path / "no-weights")})
+    assert bare.returncode == 2 and "no weights found" in bare.stderr
+    shutil.rmtree(working / "logs" / "stale")
     sample = comp / "sample_submission.csv"
     assert validate_csv(working / "submission.csv", comp / "test" / "lr", sample_csv=sample) == 2
     with open(working / "submission.csv") as f:

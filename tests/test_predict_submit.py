@@ -3,6 +3,7 @@ import base64
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from conftest import SHARED, TINY, make_pairs, needs_shared, run_script
@@ -187,7 +188,7 @@ def test_super_resolve_one_image_with_comparison(trained, tmp_path):
     # it takes the last run, and how to take the shipped weights instead
     done = run_script("super_resolve.py", test / "lr" / "img_000.png", "--output", tmp_path / "h", "--compare",
                       "--hr", test / "hr", work=work)
-    assert "using your last run" in done.stdout and "--weights srresnet-x4" in done.stdout
+    assert "; the run train.py finished last (logs/last_run.json); --weights srresnet-x4 for the shipped" in done.stdout
     line = next(x for x in done.stdout.splitlines() if x.startswith("img_000.png: PSNR"))
     (tmp_path / "named").mkdir()
     (tmp_path / "named" / "img_000.png").write_bytes((tmp_path / "h" / "img_000_x4.png").read_bytes())
@@ -201,7 +202,8 @@ def test_super_resolve_one_image_with_comparison(trained, tmp_path):
 def test_super_resolve_without_a_run_uses_the_shipped_recommended_weights(trained, tmp_path):
     """No --weights and no run of one's own: the first shipped of paths.RECOMMENDED, srresnet-x4
     before span-x4 (here both are a trained run's files in a weights folder of its own,
-    SRX4_WEIGHTS_DIR), said so; with none shipped, one line."""
+    SRX4_WEIGHTS_DIR), said so; with none shipped, one line. predict.py and evaluate.py read
+    --weights the same way (srx4.predict.choose)."""
     import shutil
     work, test = trained
     for folder in ("span-x4", "srresnet-x4"):
@@ -212,11 +214,20 @@ def test_super_resolve_without_a_run_uses_the_shipped_recommended_weights(traine
     fresh = tmp_path / "fresh"                                    # a work folder without logs/last_run.json
     done = run_script("super_resolve.py", test / "lr" / "img_000.png", "--output", tmp_path / "out", work=fresh,
                       env_extra={"SRX4_WEIGHTS_DIR": str(tmp_path / "weights")})
-    assert f"using the shipped weights srresnet-x4 ({shipped / 'CARD.md'})" in done.stdout
+    said = f"weights: {shipped / 'best.safetensors'}; no run of yours found: the shipped weights (see {shipped / 'CARD.md'})"
+    assert said in done.stdout
     assert read_image(tmp_path / "out" / "img_000_x4.png").shape == (96, 96, 3)
-    none = run_script("super_resolve.py", test / "lr" / "img_000.png", work=fresh, check=False,
-                      env_extra={"SRX4_WEIGHTS_DIR": str(tmp_path / "empty")})
-    assert none.returncode == 2 and "no trained weights found" in none.stderr and "Traceback" not in none.stderr
+    env = {"SRX4_WEIGHTS_DIR": str(tmp_path / "weights")}
+    predicted = run_script("predict.py", "--input", test / "lr", "--output", tmp_path / "png", work=fresh, env_extra=env)
+    assert said in predicted.stdout
+    np.testing.assert_array_equal(read_image(tmp_path / "png" / "img_000.png"), read_image(tmp_path / "out" / "img_000_x4.png"))
+    evaluated = run_script("evaluate.py", "--data", "Set5", "--output", tmp_path / "eval", work=fresh, env_extra=env)
+    assert said in evaluated.stdout and "| Set5 | srresnet-x4 |" in evaluated.stdout
+    for script, args in (("super_resolve.py", [test / "lr" / "img_000.png"]), ("predict.py", []),
+                         ("evaluate.py", ["--data", "Set5"])):
+        none = run_script(script, *args, work=fresh, check=False, env_extra={"SRX4_WEIGHTS_DIR": str(tmp_path / "empty")})
+        assert none.returncode == 2 and "error: no weights found: pass --weights" in none.stderr, (script, none.stderr)
+        assert "Traceback" not in none.stderr
 
 
 def test_local_validation_score_from_the_split(trained):

@@ -68,8 +68,9 @@ def build_parser(config_class, description: str, positional: str = None) -> argp
         flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", [])]
         if kind is bool:
             target.add_argument(*flags, default=default, action=argparse.BooleanOptionalAction, help=help_text)
-        elif kind == list:
-            target.add_argument(*flags, nargs="+", default=default, help=help_text)
+        elif kind == list:      # --weights a b, or --weights a --weights b; one value a flag beside positionals
+            target.add_argument(*flags, nargs=1 if positional else "+", action="extend", default=default,
+                                help=help_text)
         else:
             target.add_argument(*flags, type=kind, default=default, help=help_text,
                                 choices=f.metadata.get("choices"))
@@ -77,14 +78,9 @@ def build_parser(config_class, description: str, positional: str = None) -> argp
 
 
 def parse_config(config_class, description: str, argv=None, positional: str = None):
-    """Parse argv (None = sys.argv) into an instance of `config_class`; a `quiet` field
-    that is set silences every progress bar of the process."""
+    """Parse argv (None = sys.argv) into an instance of `config_class`."""
     args = build_parser(config_class, description, positional).parse_args(argv)
-    config = config_class(**vars(args))
-    if getattr(config, "quiet", False):
-        from srx4.core.progress import set_quiet
-        set_quiet()
-    return config
+    return config_class(**vars(args))
 
 
 def parse_with_file(config_class, description: str, argv) -> tuple:
@@ -108,9 +104,6 @@ def parse_with_file(config_class, description: str, argv) -> tuple:
     given.update({name: "--" + name.replace("_", "-") for name in given_fields(config_class, argv)})
     for name, allowed in check_choices(config, config_class):
         raise FlagError(f"{given.get(name, name)} = {getattr(config, name)!r}: {allowed}")
-    if getattr(config, "quiet", False):
-        from srx4.core.progress import set_quiet
-        set_quiet()
     return config, given
 
 

@@ -23,7 +23,7 @@ def agree_values(values, world: int, device) -> list:
     """`values` (floats) summed over the ranks: rank 0 alone contributing a reading
     (its clock) gives every rank that reading. One host sync under DDP: the training
     loop uses it once an epoch and carries the per-step agreements in each step's own
-    reduction instead (engine.train_step's `share`)."""
+    reduction instead (train/step.py train_step's `share`)."""
     if world <= 1:
         return [float(v) for v in values]
     t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)

@@ -32,3 +32,4 @@ LAST_RUN = "last_run.json"
 LAST_PREDICTION = "last_prediction.json"
 SUBMISSION_LOG = "log.csv"
 PNG_MANIFEST = ".srx4-weights.json"
+PNG_MANIFEST_LR_DIR = "lr_dir"    # the manifest's key for the LR folder the PNGs were made from

@@ -155,10 +155,6 @@ def read_only(folder: Path) -> bool:
     return kaggle_input == folder or kaggle_input in folder.parents or not os.access(folder, os.W_OK)
 
 
-LAST_RUN = layout.LAST_RUN                  # logs/last_run.json: the run train.py finished last
-LAST_PREDICTION = layout.LAST_PREDICTION    # submissions/last_prediction.json: predict.py's output folder
-
-
 def _record(path: Path, entry: dict):
     from srx4.core.io import write_json
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,11 +162,13 @@ def _record(path: Path, entry: dict):
 
 
 def record_last_run(run_dir: Path):
-    _record(logs_dir() / LAST_RUN, {"run": Path(run_dir).name, "dir": Path(run_dir).resolve()})
+    import time
+    _record(logs_dir() / layout.LAST_RUN, {"run": Path(run_dir).name, "dir": Path(run_dir).resolve(),
+                                            "finished": time.time()})
 
 
 def record_last_prediction(png_dir: Path, weights: str):
-    _record(submissions_dir() / LAST_PREDICTION, {"png_dir": Path(png_dir).resolve(), "weights": weights})
+    _record(submissions_dir() / layout.LAST_PREDICTION, {"png_dir": Path(png_dir).resolve(), "weights": weights})
 
 
 def _read(path: Path):
@@ -181,13 +179,30 @@ def _read(path: Path):
         return None
 
 
+SESSION_START_ENV = "SRX4_SESSION_START"   # epoch seconds the Kaggle kernel started (kernels/kernel_template.py)
+
+
+def session_start():
+    """When this Kaggle session started (SRX4_SESSION_START), or None."""
+    try:
+        return float(os.environ[SESSION_START_ENV])
+    except (KeyError, ValueError):
+        return None
+
+
 def last_run():
-    """The run folder train.py finished last (logs/last_run.json), or None."""
-    entry = _read(logs_dir() / LAST_RUN)
-    return Path(entry["dir"]) if entry and Path(entry["dir"]).is_dir() else None
+    """The run folder train.py finished last (logs/last_run.json), or None. On Kaggle a
+    run finished before this session started is stale (an attached earlier output)."""
+    entry = _read(logs_dir() / layout.LAST_RUN)
+    if not entry or not Path(entry["dir"]).is_dir():
+        return None
+    start = session_start()
+    if on_kaggle() and start is not None and float(entry.get("finished", 0)) < start:
+        return None
+    return Path(entry["dir"])
 
 
 def last_prediction():
     """(PNG folder, weights) that predict.py wrote last, or None."""
-    entry = _read(submissions_dir() / LAST_PREDICTION)
+    entry = _read(submissions_dir() / layout.LAST_PREDICTION)
     return (Path(entry["png_dir"]), entry.get("weights", "")) if entry and Path(entry["png_dir"]).is_dir() else None

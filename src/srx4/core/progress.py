@@ -1,7 +1,7 @@
 """Progress that suits where the output goes: a live tqdm bar (rate, ETA) on a
 terminal; one plain line about every minute when stderr is a file or a Kaggle
-log (a redrawn bar floods those); nothing with quiet=True or after `set_quiet()`
-(every CLI's --quiet). SRX4_PROGRESS_INTERVAL sets the plain lines' interval (s).
+log (a redrawn bar floods those); nothing with quiet=True (every CLI's --quiet,
+passed down to where its bars are made). SRX4_PROGRESS_INTERVAL sets the plain lines' interval (s).
 
     for path in progress(files, desc="score", unit="img"):
         ...
@@ -13,13 +13,6 @@ import time
 from tqdm import tqdm
 
 PLAIN_INTERVAL_S = 60.0
-_QUIET = False
-
-
-def set_quiet(quiet: bool = True):
-    """No progress at all from here on (a CLI's --quiet)."""
-    global _QUIET
-    _QUIET = quiet
 
 
 def plain_interval() -> float:
@@ -84,7 +77,6 @@ class PlainProgress:
 
 def progress(iterable=None, total=None, desc="", unit="it", quiet=False, leave=True, **kwargs):
     """A tqdm bar on a terminal, `PlainProgress` otherwise, disabled with quiet."""
-    quiet = quiet or _QUIET
     if not quiet and not sys.stderr.isatty():
         return PlainProgress(iterable, total, desc, unit)
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=quiet, leave=leave, **kwargs)

@@ -130,7 +130,7 @@ class ImageCache:
     the others wait for it. log: a function for one-line messages."""
 
     def __init__(self, paths_, sizes, ram_budget: int = None, cache_dir=None, desc="decode", workers=None,
-                 shared: bool = False, builder: bool = True, log=print):
+                 shared: bool = False, builder: bool = True, log=print, quiet: bool = False):
         self.paths = [str(p) for p in paths_]
         self.failures = {}  # path -> reason
         self._shapes = [(h, w, 3) for (w, h) in sizes]
@@ -140,7 +140,7 @@ class ImageCache:
         self._arrays = [None] * len(self.paths)
         self._mm, self._lock_fd, self._stem, self._valid = None, None, None, None
         self._workers = workers or min(8, os.cpu_count() or 1)
-        self._desc = desc
+        self._desc, self._quiet = desc, quiet
         if not self.on_disk:
             for i, img in self._decode():
                 self._arrays[i] = img
@@ -230,7 +230,8 @@ class ImageCache:
 
         with ThreadPoolExecutor(self._workers) as pool:
             for i, img, error in progress(pool.map(load, range(len(self.paths))), total=len(self.paths),
-                                          desc=self._desc, unit="img", leave=False, quiet=len(self.paths) < 50):
+                                          desc=self._desc, unit="img", leave=False,
+                                          quiet=self._quiet or len(self.paths) < 50):
                 if error:
                     self.failures[self.paths[i]] = error
                 else:

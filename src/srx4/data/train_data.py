@@ -156,7 +156,7 @@ class TrainData:
                            lr_sizes + [(w * s, h * s) for (w, h) in lr_sizes],
                            ram_budget=self._ram_budget() if self.loading == "ram" else 0,
                            cache_dir=cfg.cache_dir or None, desc="decode", shared=world > 1,
-                           builder=rank == 0, log=log)
+                           builder=rank == 0, log=log, quiet=cfg.quiet)
         self.cache = cache
         # a pair with an undecodable side is left out (named once, by the file that failed)
         failed_pairs = sorted({k % n for k, path in enumerate(cache.paths) if path in cache.failures})
@@ -244,7 +244,7 @@ class TrainData:
         one = lambda k: measure(cache[k], cache[n + k], s, self.cfg.min_pair_psnr)   # noqa: E731
         with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
             figures = list(progress(pool.map(one, indices), total=len(indices), desc="pair check", unit="pair",
-                                    leave=False, quiet=len(indices) < 50))
+                                    leave=False, quiet=self.cfg.quiet or len(indices) < 50))
         return [k for k, psnr in zip(indices, figures) if not self.pair_check.record(names[k], psnr)]
 
     def _device_data(self, cfg):

@@ -1,4 +1,4 @@
-"""One way to score, two explicit protocols: validation (`engine.validate`),
+"""One way to score, two explicit protocols: validation (`train/validate.py`),
 `score.py` and `evaluate.py` all measure through here.
 
 - COMPETITION (GNR638, the Kaggle SR competitions): RGB in [0, 1], no border

@@ -22,7 +22,6 @@ from srx4.core.io import atomic_write_bytes, write_json
 from srx4.models import ForeignError, build_model, load_foreign
 from srx4.models.foreign import FOREIGN_SUFFIXES
 
-WEIGHTS_NAME, MODEL_CONFIG_NAME = layout.WEIGHTS, layout.MODEL_CONFIG
 VERSION_KEY = "srx4_version"      # model.json and summary.json: the package version that wrote them
 
 
@@ -41,7 +40,7 @@ def save_weights(path, model, model_config: dict):
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
     atomic_write_bytes(path, safetensors_bytes(state, metadata={"model": json.dumps(model_config)}))
-    write_json(path.parent / MODEL_CONFIG_NAME, {**model_config, VERSION_KEY: __version__})
+    write_json(path.parent / layout.MODEL_CONFIG, {**model_config, VERSION_KEY: __version__})
 
 
 def resolve_weights(path) -> Path:
@@ -51,7 +50,7 @@ def resolve_weights(path) -> Path:
     if not path.exists() and paths.shipped_weights(str(path)) is not None:
         path = paths.shipped_weights(str(path))
     if path.is_dir():
-        path = path / WEIGHTS_NAME
+        path = path / layout.WEIGHTS
     if not path.is_file():
         names = paths.shipped_names()
         raise WeightsError(f"{path}: weights not found"
@@ -63,7 +62,7 @@ def is_foreign(weights_path: Path) -> bool:
     """A file not written by this repo: a .pth & co, or a .safetensors with no model config."""
     if weights_path.suffix.lower() in FOREIGN_SUFFIXES:
         return True
-    if (weights_path.parent / MODEL_CONFIG_NAME).is_file():
+    if (weights_path.parent / layout.MODEL_CONFIG).is_file():
         return False
     from safetensors import safe_open
     try:
@@ -75,7 +74,7 @@ def is_foreign(weights_path: Path) -> bool:
 
 def read_model_config(weights_path: Path) -> dict:
     """The model's config (what builds it), without the srx4 version that wrote it."""
-    config_path = weights_path.parent / MODEL_CONFIG_NAME
+    config_path = weights_path.parent / layout.MODEL_CONFIG
     if config_path.is_file():
         config = json.loads(config_path.read_text())
         config.pop(VERSION_KEY, None)
@@ -84,7 +83,7 @@ def read_model_config(weights_path: Path) -> dict:
     with safe_open(str(weights_path), "pt") as f:
         meta = f.metadata() or {}
     if "model" not in meta:
-        raise WeightsError(f"{weights_path}: no {MODEL_CONFIG_NAME} beside it and no model config inside")
+        raise WeightsError(f"{weights_path}: no {layout.MODEL_CONFIG} beside it and no model config inside")
     return json.loads(meta["model"])
 
 

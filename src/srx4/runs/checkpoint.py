@@ -10,11 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srx4.core import layout
 from srx4.core.io import atomic_write_bytes
 from srx4.models.weights import WeightsError
-
-CHECKPOINT_NAME = layout.CHECKPOINT
 
 
 def rng_state() -> dict:

@@ -8,7 +8,7 @@ the end; the report between two drawings shows the last one.
 
 `write_run_report(run_dir, cfg, rows, bicubic, model_images, bicubic_images, case_source, status)`:
 rows the metrics.csv rows, bicubic the bicubic validation means, model_images /
-bicubic_images the per-image figures from engine.validate (matched by name),
+bicubic_images the per-image figures from train/validate.py (matched by name),
 case_source(index) -> (lr, bicubic, sr, hr) for the images shown as crops.
 """
 import dataclasses
@@ -27,7 +27,6 @@ from srx4.runs.html import Cases, case_crops, config_html, image_html, image_row
 from srx4.runs.runlog import METRIC_COLUMNS
 from srx4.runs.tracking import open_tracker
 
-REPORT_NAME = layout.REPORT
 CURVES_EVERY_S = 20.0
 CASES_SHOWN = 3          # images shown as crops at each end of the gain ranking
 FIGURES = ("psnr", "ssim", "score", "psnr_y")
@@ -97,7 +96,7 @@ def write_run_report(run_dir, cfg, rows, bicubic: dict, model_images, bicubic_im
     data = data_section(run_dir)
     if data:
         sections.insert(3, ("Data: files left out and the least alike pairs", data))
-    write_report(run_dir / REPORT_NAME, f"run {run_dir.name}", f"{run_dir}", cards, sections, cases)
+    write_report(run_dir / layout.REPORT, f"run {run_dir.name}", f"{run_dir}", cards, sections, cases)
 
 
 def data_section(run_dir) -> str:
@@ -188,4 +187,4 @@ class RunViews:
             write_run_report(self.run_dir, self.cfg, self.log.rows, bicubic, val.per_image, bicubic_images,
                              source, status, summary, curves)
         except Exception as err:        # a picture must never cost a training run
-            self.log(f"{REPORT_NAME} not written: {type(err).__name__}: {err}")
+            self.log(f"{layout.REPORT} not written: {type(err).__name__}: {err}")

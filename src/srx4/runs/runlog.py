@@ -14,16 +14,6 @@ from srx4.core.io import atomic_write_text, write_csv
 METRIC_COLUMNS = ["epoch", "step", "samples", "train_loss", "val_psnr", "val_psnr_y", "val_ssim", "val_score",
                   "bicubic_psnr", "bicubic_score", "learning_rate", "dropped_samples", "skipped_steps", "train_seconds",
                   "val_seconds", "seconds"]
-SUMMARY_NAME = layout.SUMMARY   # the run's final check against bicubic; predict.py reads it
-
-
-def bicubic_warning(model_psnr: float, bicubic_psnr: float, checked_on: str) -> str:
-    """The loud block printed when a model ends worse than plain bicubic upsampling."""
-    bar = "!" * 78
-    return (f"{bar}\nWARNING: this model is WORSE than bicubic upsampling on {checked_on}: "
-            f"{model_psnr:.3f} dB vs {bicubic_psnr:.3f} dB ({model_psnr - bicubic_psnr:+.3f} dB).\n"
-            f"Submitting it would score below the bicubic baseline. Train longer, lower --learning-rate, "
-            f"or check the data.\n{bar}")
 
 
 class RunLog:

@@ -123,7 +123,7 @@ def check_png(data: bytes, name: str, lr_path: Path, scale: int) -> np.ndarray:
 
 
 def write_submission(png_dir, lr_dir, out_csv, scale=4, sample_csv=None, allow_missing=False, workers=None,
-                     fmt: str = "auto"):
+                     fmt: str = "auto", quiet: bool = False):
     """Validate and stream the CSV in the sample's format (else `fmt`). Returns (rows
     written, missing ids)."""
     png_dir, out_csv = Path(png_dir), Path(out_csv)
@@ -162,7 +162,7 @@ def write_submission(png_dir, lr_dir, out_csv, scale=4, sample_csv=None, allow_m
             f.write(",".join(form.header).encode() + b"\n")
             # a sliding window of 2 x workers rows in flight: order kept, memory bounded
             window = deque()
-            bar = progress(total=len(entries), desc="CSV", unit="row")
+            bar = progress(total=len(entries), desc="CSV", unit="row", quiet=quiet)
             for entry in entries + [None] * (2 * workers):
                 if entry is not None:
                     window.append(pool.submit(load, entry))

@@ -14,30 +14,27 @@ from pathlib import Path
 from srx4.core import layout
 from srx4.core import paths
 
-LOG_NAME = layout.SUBMISSION_LOG
 COLUMNS = ["time", "event", "csv", "sha256", "rows", "run", "run_dir", "weights", "weights_sha256", "tta",
            "png_dir", "competition", "message"]
-MANIFEST = layout.PNG_MANIFEST        # predict.py's record, inside each PNG folder, of the weights that wrote it
-LR_DIR_KEY = "lr_dir"                 # ... and of the LR folder the PNGs were made from
 
 
 def lr_dir_of(png_dir: Path):
     """The LR folder predict.py made `png_dir` from (its manifest), or None."""
     try:
-        recorded = json.loads((Path(png_dir) / MANIFEST).read_text()).get(LR_DIR_KEY)
+        recorded = json.loads((Path(png_dir) / layout.PNG_MANIFEST).read_text()).get(layout.PNG_MANIFEST_LR_DIR)
     except (OSError, ValueError):
         return None
     return Path(recorded) if recorded else None
 
 
 def log_path() -> Path:
-    return paths.submissions_dir() / LOG_NAME
+    return paths.submissions_dir() / layout.SUBMISSION_LOG
 
 
 def weights_of(png_dir: Path) -> dict:
     """What predict.py recorded about the weights that wrote `png_dir` (empty if nothing)."""
     try:
-        identity = json.loads((Path(png_dir) / MANIFEST).read_text())
+        identity = json.loads((Path(png_dir) / layout.PNG_MANIFEST).read_text())
     except (OSError, ValueError):
         return {}
     weights = identity.get("weights", "")

@@ -5,10 +5,11 @@ weights), so summary.json can say a model is worse than bicubic, or that ranks d
 """
 import hashlib
 
+from srx4.core import layout
 from srx4.core import distributed
 from srx4.core.io import file_sha256
 from srx4.models import Bicubic
-from srx4.models.weights import WEIGHTS_NAME, load_model
+from srx4.models.weights import load_model
 
 
 def final_check(score, run_dir, current_model, guard_set, guard_indices, scale: int, device):
@@ -16,9 +17,9 @@ def final_check(score, run_dir, current_model, guard_set, guard_indices, scale: 
     Returns (the model's Validation, bicubic's, what was scored: the sha256 of
     best.safetensors, or "the current weights" when none)."""
     best, scored = current_model, "the current weights"
-    if (run_dir / WEIGHTS_NAME).is_file():        # rank 0 wrote them; every rank reads them
-        best, _ = load_model(run_dir / WEIGHTS_NAME, device=device)
-        scored = file_sha256(run_dir / WEIGHTS_NAME)
+    if (run_dir / layout.WEIGHTS).is_file():        # rank 0 wrote them; every rank reads them
+        best, _ = load_model(run_dir / layout.WEIGHTS, device=device)
+        scored = file_sha256(run_dir / layout.WEIGHTS)
     model = score(best, guard_set, guard_indices, "final check")
     bicubic = score(Bicubic(scale).to(device), guard_set, guard_indices, "final check (bicubic)")
     return model, bicubic, scored

@@ -16,9 +16,9 @@ from srx4.core import layout
 from srx4.core.errors import UserError
 from srx4.core import paths
 from srx4.submit import submission_log
-from srx4.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from srx4.models.weights import MODEL_CONFIG_NAME, WEIGHTS_NAME, WeightsError, read_model_config
-from srx4.runs.runlog import SUMMARY_NAME
+from srx4.runs.checkpoint import load_checkpoint
+from srx4.models.weights import WeightsError, read_model_config
+
 from srx4.train.config import from_saved
 from srx4.train.state import TrainState
 
@@ -126,22 +126,22 @@ def describe(target: str) -> dict:
     if path.is_file() and path.suffix in (".ckpt", ".pt", ".pth"):
         run_dir, checkpoint_path = path.parent, path
     elif path.is_dir():
-        run_dir, checkpoint_path = path, path / CHECKPOINT_NAME
-        if not checkpoint_path.is_file() and (path / WEIGHTS_NAME).is_file():   # weights only (shipped, a dataset)
-            return {**info, "kind": "weights", **weights_summary(path / WEIGHTS_NAME), "card": _card(path)}
+        run_dir, checkpoint_path = path, path / layout.CHECKPOINT
+        if not checkpoint_path.is_file() and (path / layout.WEIGHTS).is_file():   # weights only (shipped, a dataset)
+            return {**info, "kind": "weights", **weights_summary(path / layout.WEIGHTS), "card": _card(path)}
         if not checkpoint_path.is_file():
-            raise NotARun(f"{path}: no {CHECKPOINT_NAME} or {WEIGHTS_NAME} in it (not a training run folder)")
+            raise NotARun(f"{path}: no {layout.CHECKPOINT} or {layout.WEIGHTS} in it (not a training run folder)")
     else:
         raise NotARun(f"{path}: not a run folder, checkpoint (.ckpt) or weights file (.safetensors)")
     state = _checkpoint(checkpoint_path)
     cfg = from_saved(state["train_config"])
     progress = TrainState.from_checkpoint(state)
-    model = state.get("model_config") or _json(run_dir / MODEL_CONFIG_NAME) or {}
+    model = state.get("model_config") or _json(run_dir / layout.MODEL_CONFIG) or {}
     parameters = sum(v.numel() for k, v in state["model"].items()
                      if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     split = state.get("split") or _json(run_dir / layout.SPLIT) or {}
     hygiene = _json(run_dir / layout.HYGIENE) or {}
-    summary = _json(run_dir / SUMMARY_NAME)
+    summary = _json(run_dir / layout.SUMMARY)
     best = progress.best
     select, epoch, epochs = cfg.select, progress.epoch, cfg.epochs
     finished = summary is not None and int(summary.get("epochs_done", -1)) == epoch
@@ -167,8 +167,8 @@ def describe(target: str) -> dict:
         "hygiene": {"used": hygiene.get("used"), "left_out": sum(len(v) for v in hygiene.get("problems", {}).values())
                     if isinstance(hygiene.get("problems"), dict) else None,
                     "problems": {k: len(v) for k, v in (hygiene.get("problems") or {}).items()}},
-        "seconds": _run_seconds(run_dir), "resumable": resumable, "weights": str(run_dir / WEIGHTS_NAME)
-        if (run_dir / WEIGHTS_NAME).is_file() else "",
+        "seconds": _run_seconds(run_dir), "resumable": resumable, "weights": str(run_dir / layout.WEIGHTS)
+        if (run_dir / layout.WEIGHTS).is_file() else "",
         "submissions": {"csvs": sum(e["event"] == "csv" for e in made),
                         "submitted": [e["message"] for e in made if e["event"] == "submitted"]},
     }

@@ -11,10 +11,10 @@ logged before the first step and again, with the measured step time, after the f
 steps; plan.json in the run folder keeps it for the kernel, which reads it after training
 to decide on TTA with the time really left (`tta_fits`).
 """
-import os
 from dataclasses import asdict, dataclass, fields
 
-SESSION_START_ENV = "SRX4_SESSION_START"   # epoch seconds when the session (the kernel) started
+from srx4.core import paths
+
 CSV_S_PER_HR_MEGAPIXEL = 0.1   # base64 CSV of 500 1080p PNGs: 20 s measured (0.02 s/MP); x5 for rle and slow disks
 IO_S_PER_HR_MEGAPIXEL = 0.1    # decode the LR, encode the SR PNG (level 1), beside the forward passes
 FORWARD_SLACK = 1.25           # the forward estimate is timed on a warm model: model load, tiles' overlap
@@ -23,7 +23,6 @@ FORWARD_SLACK = 1.25           # the forward estimate is timed on a warm model: 
 def test_set_shape(fallback_size: tuple) -> tuple:
     """(frames, (w, h), where from) of the test set predict.py will read: the count of its test
     folder and its first image's size, else 500 frames of `fallback_size` (the training LR)."""
-    from srx4.core import paths
     from srx4.image.codec import ImageError, image_size, list_images
     try:
         images = list_images(paths.default_test_dir())
@@ -33,10 +32,8 @@ def test_set_shape(fallback_size: tuple) -> tuple:
 
 
 def session_start(fallback: float) -> float:
-    try:
-        return float(os.environ[SESSION_START_ENV])
-    except (KeyError, ValueError):
-        return fallback
+    start = paths.session_start()
+    return fallback if start is None else start
 
 
 def minutes(seconds: float) -> str:

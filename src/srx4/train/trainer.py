@@ -29,11 +29,12 @@ from srx4.image.codec import to_float
 from srx4.image.scoring import (COMPETITION_METRICS, LEADERBOARD_COLUMNS, VALIDATION_COLUMNS, Validation,
                                 leaderboard_metric)
 from srx4.models import Bicubic
-from srx4.models.weights import MODEL_CONFIG_NAME, VERSION_KEY, WEIGHTS_NAME, save_weights
+from srx4.models.weights import VERSION_KEY, save_weights
+from srx4.predict.choose import bicubic_warning
 from srx4.predict.inference import estimate_predict_seconds, predict_estimate_line, prepare_model
-from srx4.runs.checkpoint import CHECKPOINT_NAME, save_checkpoint, set_rng_state
+from srx4.runs.checkpoint import save_checkpoint, set_rng_state
 from srx4.runs.run_report import RunViews
-from srx4.runs.runlog import SUMMARY_NAME, RunLog, bicubic_warning
+from srx4.runs.runlog import RunLog
 from srx4.train.config import TrainConfig
 from srx4.train.final_check import final_check, ranks_agree
 from srx4.train.setup import build_parts
@@ -95,7 +96,7 @@ class Trainer:
         so the new folder has weights even if no later epoch beats them."""
         self.log.load_rows(source)
         if source != self.run_dir and self.is_main:
-            for name in (WEIGHTS_NAME, MODEL_CONFIG_NAME, SUMMARY_NAME):
+            for name in (layout.WEIGHTS, layout.MODEL_CONFIG, layout.SUMMARY):
                 if (source / name).is_file() and not (self.run_dir / name).exists():
                     shutil.copyfile(source / name, self.run_dir / name)
             self.log(f"resuming from read-only {source}: writing to {self.run_dir} (its best weights copied)")
@@ -119,7 +120,7 @@ class Trainer:
             raise RunStopped("non-finite weights: last checkpoint left as it was; lower --learning-rate")
         if not self.is_main:
             return
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME,
+        save_checkpoint(self.run_dir / layout.CHECKPOINT,
                         checkpoint_dict(self.state, self.parts, self.cfg, self.world, self.data.split))
 
     def _validate(self, model, dataset, indices, desc) -> Validation:
@@ -128,10 +129,10 @@ class Trainer:
         fast = prepare_model(model, fold_bn=True, channels_last=self.cfg.channels_last)
         amp = self.cfg.amp and self.device.type == "cuda"     # on a CPU fp32: exact across process counts
         return validate(fast, dataset, self.device, self.cfg.scale, self.rank, self.world, indices,
-                        amp, self.cfg.amp_dtype, desc)
+                        amp, self.cfg.amp_dtype, desc, quiet=self.cfg.quiet)
 
     def _eval_ready(self):
-        """Make the BatchNorm running statistics those of the current weights (see engine)."""
+        """Make the BatchNorm running statistics those of the current weights (see train/step.py)."""
         if self.cfg.bn_refresh > 0:
             refresh_batchnorm(self.parts.eval_model, self._refresh_batches(), self.parts.amp_dtype,
                               self.cfg.channels_last)
@@ -156,7 +157,7 @@ class Trainer:
         val = self._validate(self.parts.eval_model, data.val_set, data.val_subset, "start weights")
         self.state.best = {"epoch": 0, **val.figures()}
         if self.is_main:
-            save_weights(self.run_dir / WEIGHTS_NAME, self.parts.eval_model, self.parts.model_config)
+            save_weights(self.run_dir / layout.WEIGHTS, self.parts.eval_model, self.parts.model_config)
         bicubic = self.state.bicubic
         self.log(f"start weights (--init-weights) on the validation images: PSNR {val.psnr:.3f} dB, score "
                  f"{val.score:.3f} (bicubic {bicubic['psnr']:.3f}, {bicubic['score']:.3f}); kept as the best "
@@ -233,7 +234,7 @@ class Trainer:
             self.parts.model.train()
             bar = progress(data.epoch_batches(epoch, self.state.samples_in_epoch), total=len(data.sampler),
                            desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
-                           quiet=not self.is_main)
+                           quiet=cfg.quiet or not self.is_main)
             batches = iter(bar)
             current = next(batches, None)
             # whether some rank lost its whole first batch, and the clock: agreed once an epoch;
@@ -262,7 +263,7 @@ class Trainer:
                         self.state.skipped_steps += 1
                         if bad_in_row >= cfg.max_bad_steps:
                             raise RunStopped(f"{bad_in_row} steps in a row skipped ({self._skip_reason(step.why)}) "
-                                             f"at step {self.step}: stopped; {self.run_dir / CHECKPOINT_NAME} holds "
+                                             f"at step {self.step}: stopped; {self.run_dir / layout.CHECKPOINT} holds "
                                              f"the last good state")
                     else:
                         losses.append(step.loss)
@@ -333,7 +334,7 @@ class Trainer:
             self.state.best = {"epoch": epoch + 1, **(val.figures() if val else {self.select: float("nan")})}
             self.state.since_best = 0
             if self.is_main:
-                save_weights(self.run_dir / WEIGHTS_NAME, self.parts.eval_model, self.parts.model_config)
+                save_weights(self.run_dir / layout.WEIGHTS, self.parts.eval_model, self.parts.model_config)
         elif finished:
             self.state.since_best += 1
         if finished:
@@ -380,7 +381,7 @@ class Trainer:
     def _summary(self, stopped):
         log, data, state = self.log, self.data, self.state
         if stopped:
-            log(f"stopped early: {stopped}; resume with --resume {self.run_dir / CHECKPOINT_NAME}")
+            log(f"stopped early: {stopped}; resume with --resume {self.run_dir / layout.CHECKPOINT}")
         log(self._final_check_line())
         final, bicubic, scored = final_check(self._validate, self.run_dir, self.parts.eval_model, data.guard_set,
                                              data.guard_indices, self.cfg.scale, self.device)
@@ -410,9 +411,9 @@ class Trainer:
                    "skipped_steps": state.skipped_steps, "ranks": ranks, "leaderboard": leaderboard,
                    VERSION_KEY: __version__, "config_file": self.cfg.config, "config_sha256": self.cfg.config_sha256}
         if self.is_main:
-            write_json(self.run_dir / SUMMARY_NAME, summary)
+            write_json(self.run_dir / layout.SUMMARY, summary)
         log("writing the report (report.html, curves.png: the model run again on the images it shows)")
         self.views.finish(final, data.guard_set, state.bicubic, bicubic.by_name(), self.device, summary)
         if self.is_main:
             paths.record_last_run(self.run_dir)
-        log(f"weights: {self.run_dir / WEIGHTS_NAME}  checkpoint: {self.run_dir / CHECKPOINT_NAME}")
+        log(f"weights: {self.run_dir / layout.WEIGHTS}  checkpoint: {self.run_dir / layout.CHECKPOINT}")

@@ -28,7 +28,7 @@ def size_batches(indices, size_of, batch_size: int):
 
 @torch.no_grad()
 def validate(model, dataset, device, scale: int, rank=0, world=1, indices=None, amp=True, amp_dtype="auto",
-             desc="val", batch_size: int = 0) -> Validation:
+             desc="val", batch_size: int = 0, quiet: bool = False) -> Validation:
     """The mean metrics over the validation images `indices` (default: all) as a
     `Validation` (srx4.image.scoring), with every image's figures (all ranks') and the first
     image's (lr, sr, hr) on the CPU for pictures (rank 0). Metrics in float32 (within 1e-4 dB
@@ -42,7 +42,7 @@ def validate(model, dataset, device, scale: int, rank=0, world=1, indices=None, 
     sums = torch.zeros(len(METRIC_NAMES) + 2, dtype=torch.float64, device=device)  # metrics, images, dropped
     first, scored, names = None, [], []
     mine = indices[rank::world]
-    bar = progress(total=len(mine), desc=desc, unit="img", leave=False, quiet=rank != 0 or len(mine) < 20)
+    bar = progress(total=len(mine), desc=desc, unit="img", leave=False, quiet=quiet or rank != 0 or len(mine) < 20)
     for batch in size_batches(mine, dataset.lr_size, batch_size):
         samples = [dataset[i] for i in batch]
         kept = [s for s in samples if s is not None]
