@@ -1,105 +1,151 @@
-"""SRResNet x4 prediction throughput: predict.py's paths vs a naive eager fp32 loop.
+"""predict.py as a whole process against a naive loop (benchmarks/naive_predict.py), on
+the same LR folder, with where predict.py's time goes.
 
-Same weights, same inputs (the real GNR638 LR frames, repeated). Naive: one
-image at a time, fp32, NCHW, BatchNorm as trained. predict.py's path: BatchNorm
-folded, channels-last, batched, bf16/fp16 autocast on CUDA, converted to uint8
-on the device. Prints HR
-megapixels/s of both, the ratio, the largest output difference, the share of
-values within 1 grey level and the PSNR of both against the HR frames. Where
-onnxruntime is installed, also predict.py --backend onnxruntime (the same folded
-model exported to ONNX, run in ONNX Runtime, same batches); where the CPU has
-bf16 instructions (avx512_bf16 / AMX), also the CPU bf16 autocast path.
+The inputs: --images BSD200 photos (../shared/train/BSD200, else scikit-image's
+photos cropped) made LR by MATLAB's bicubic /4: about 120 x 80 each, the size of
+BSD100's LR. Each variant runs as its own process (start-up, imports, model load,
+decode, forward passes, PNG encode: what a user waits for), --repeats times,
+interleaved so a slow minute of the machine hits every variant alike. Per variant:
+the median wall time, its spread ((max - min) / median; stable when under 10%), the
+ratio to the naive loop's median, and the PSNR of its outputs against the HR.
 
-    python benchmarks/bench_predict.py                       # CPU, 2 frames
-    python benchmarks/bench_predict.py --frames 32 --device cuda --weights logs/run
+Variants: predict.py as it runs by default here; with SRX4_CPU_BF16=0 (the fp32 path a
+CPU without bf16 takes); --backend openvino and onnxruntime where installed.
+Then one in-process profile of predict.py's steps on the same images.
+
+    python benchmarks/bench_predict.py                           # 100 images, 3 repeats
+    python benchmarks/bench_predict.py --images 40 --repeats 5 --weights logs/run
 """
 import argparse
 import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
-import torch
 
-from common import machine, sample_dir, timed
-from srx4.models.weights import load_model
-from srx4.image.codec import list_images, read_image, to_tensor, to_uint8_batch
-from srx4.core.system import cpu_has_bf16
-from srx4.predict.inference import prepare_model, super_resolve
-from srx4.image.metrics import psnr
-from srx4.models import SRResNet
+from common import REPO, machine
+
+SHARED_PHOTOS = REPO.parent / "shared" / "train" / "BSD200"
 
 
-def seeded_model():
-    """SRResNet-16 with non-trivial weights and BatchNorm statistics (no training needed)."""
-    torch.manual_seed(0)
-    model = SRResNet(4, 16, 64, bicubic_residual=True)
-    for p in model.tail.parameters():
-        p.data.normal_(0, 1e-3)
-    model.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.rand(4, 3, 24, 24))
-    return model.eval()
+def make_inputs(folder: Path, count: int):
+    """count LR PNGs (about 120 x 80) in folder/lr and their HR in folder/hr."""
+    from srx4.image.codec import list_images, read_image, write_png
+    from srx4.image.resize import imresize, modcrop
+    if SHARED_PHOTOS.is_dir():
+        sources = [read_image(p) for p in list_images(SHARED_PHOTOS)[:count]]
+    else:
+        from skimage import data
+        photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
+        sources = [p[(k * 37) % 100:][:320, (k * 53) % 100:][:, :480] for k in range(count) for p in photos[k % 4:][:1]]
+    for k, hr in enumerate(sources[:count]):
+        hr = modcrop(hr, 4)
+        write_png(folder / "hr" / f"{k:04d}.png", hr)
+        write_png(folder / "lr" / f"{k:04d}.png", imresize(hr, 0.25))
+    return len(sources[:count])
+
+
+def mean_psnr(out_dir: Path, hr_dir: Path) -> float:
+    from srx4.image.codec import list_images, read_image
+    from srx4.image.metrics import psnr_uint8
+    return float(np.mean([psnr_uint8(read_image(p), read_image(hr_dir / p.name)) for p in list_images(out_dir)]))
+
+
+def variants(weights: str, lr: Path):
+    """{label: (command, extra env)}."""
+    python = sys.executable
+    predict = [python, str(REPO / "src" / "predict.py"), "--weights", weights, "--input", str(lr), "--quiet"]
+    found = {"naive loop (fp32, one image at a time)":
+             ([python, str(REPO / "benchmarks" / "naive_predict.py"), "--weights", weights, "--input", str(lr)], {}),
+             "predict.py (default here)": (predict + ["--backend", "torch"], {}),
+             "predict.py, fp32 path (SRX4_CPU_BF16=0)": (predict + ["--backend", "torch"], {"SRX4_CPU_BF16": "0"})}
+    if importlib.util.find_spec("openvino"):
+        found["predict.py --backend openvino"] = (predict + ["--backend", "openvino"], {})
+        found["predict.py --backend openvino, fp32 (SRX4_CPU_BF16=0)"] = (predict + ["--backend", "openvino"],
+                                                                         {"SRX4_CPU_BF16": "0"})
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+        found["predict.py --backend onnxruntime"] = (predict + ["--backend", "onnxruntime"], {})
+    return found
+
+
+def profile(weights: str, lr: Path, out: Path) -> dict:
+    """Seconds of each step of predict.py's path, in this process, serially."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, srx4.predict.folder, srx4.predict.choose"], check=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    steps = {"python start-up + imports (a process of its own)": time.perf_counter() - started}
+    import torch
+    from srx4.image.codec import list_images, read_image, write_png
+    from srx4.predict.choose import load_predictor
+    from srx4.predict.folder import Options, batches_by_size, predict_images
+    from srx4.predict.inference import auto_batch
+    device = torch.device("cpu")
+
+    def step(name, fn):
+        start = time.perf_counter()
+        result = fn()
+        steps[name] = time.perf_counter() - start
+        return result
+
+    model = step("model load + BatchNorm folding", lambda: load_predictor([weights], device, "torch").inference_form())
+    paths = list_images(lr)
+    images = step("decode the LR PNGs", lambda: [(p, read_image(p)) for p in paths])
+    options = Options(quiet=True)
+
+    def forward():
+        outputs = []
+        for batch in batches_by_size(images, lambda h, w: auto_batch(model.spec, h, w, device)):
+            outputs += zip([p for p, _ in batch], predict_images(model, [i for _, i in batch], options, device))
+        return outputs
+    outputs = step("forward passes (+ uint8)", forward)
+    step("encode the SR PNGs (level 1)", lambda: [write_png(out / f"{p.stem}.png", sr, 1) for p, sr in outputs])
+    return steps
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", default="", help="trained weights (default: a seeded SRResNet-16)")
-    parser.add_argument("--samples", default="", help="folder with lr/ and hr/ (default: ../shared GNR638)")
-    parser.add_argument("--frames", type=int, default=2, help="frames to predict (the samples repeated)")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--weights", default=str(REPO / "weights" / "srresnet-x4"))
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    device = torch.device(args.device)
-    model = load_model(args.weights)[0] if args.weights else seeded_model()
-    model = model.to(device).eval()
-    folder = sample_dir(args.samples)
-    lr_paths = list_images(folder / "lr")
-    lr_paths = [lr_paths[i % len(lr_paths)] for i in range(args.frames)]
-    lrs = [to_tensor(read_image(p)) for p in lr_paths]                      # (3, H, W) each
-    hrs = [to_tensor(read_image(folder / "hr" / p.name)) for p in lr_paths]
-    sync = torch.cuda.synchronize if device.type == "cuda" else None
-
-    @torch.inference_mode()
-    def naive():
-        return [model(x[None].to(device))[0].clamp(0, 1).cpu() for x in lrs]
-
-    fast_model = prepare_model(model)
-
-    def fast(runner=fast_model, amp=device.type == "cuda"):
-        out = []
-        for start in range(0, len(lrs), args.batch_size):
-            batch = torch.stack(lrs[start:start + args.batch_size]).to(device)
-            out.append(to_uint8_batch(super_resolve(runner, batch, tile=0, amp=amp)))  # uint8 (N, sH, sW, 3)
-        return np.concatenate(out)
-
-    t_naive, out_naive = timed(naive, args.repeats, sync)
-    t_fast, out_fast = timed(fast, args.repeats, sync)
-    others = {}
-    if device.type == "cpu" and importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
-        import tempfile
-        from srx4.predict.onnx import OnnxModel, export_onnx
-        with tempfile.TemporaryDirectory() as folder:
-            export_onnx(prepare_model(model, channels_last=False), {"name": "srresnet", "scale": 4}, f"{folder}/m.onnx")
-            onnx_model = OnnxModel(f"{folder}/m.onnx")
-            others["predict.py --backend onnxruntime"] = timed(lambda: fast(onnx_model), args.repeats, sync)
-    if device.type == "cpu" and cpu_has_bf16():
-        others["CPU bf16 autocast"] = timed(lambda: fast(fast_model, amp=True), args.repeats, sync)
-    hr_mpix = sum(x.shape[1] * x.shape[2] for x in hrs) / 1e6
-    q_naive = torch.stack([o.mul(255).round() for o in out_naive])
-    psnr_naive = np.mean([psnr(q_naive[i] / 255, hrs[i]).item() for i in range(len(hrs))])
-    print(f"machine: {machine()}; device {device}; {len(lrs)} frames "
-          f"{lrs[0].shape[2]}x{lrs[0].shape[1]} -> x4; weights {args.weights or 'seeded SRResNet-16'}; "
-          f"CPU bf16 instructions: {cpu_has_bf16()}")
-    print(f"{'naive eager fp32 per image':34}: {hr_mpix / t_naive:8.2f} HR MP/s ({t_naive:.2f}s)")
-    for label, (seconds, out) in {"predict.py path (torch)": (t_fast, out_fast), **others}.items():
-        q = torch.from_numpy(out).permute(0, 3, 1, 2).float()
-        diff = (q_naive - q).abs()
-        psnr_q = np.mean([psnr(q[i] / 255, hrs[i]).item() for i in range(len(hrs))])
-        print(f"{label:34}: {hr_mpix / seconds:8.2f} HR MP/s ({seconds:.2f}s), {t_naive / seconds:5.2f}x the naive "
-              f"loop; max diff {diff.max().item():.0f} grey levels, within 1: "
-              f"{(diff <= 1).float().mean().item() * 100:.3f}%, PSNR {psnr_naive:.4f} -> {psnr_q:.4f} dB "
-              f"({psnr_q - psnr_naive:+.4f})")
+    sys.path.insert(0, str(REPO / "src"))
+    from srx4.core.system import cpu_has_bf16
+    from srx4.models.weights import resolve_weights
+    weights = str(resolve_weights(args.weights))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        count = make_inputs(tmp, args.images)
+        runs = variants(weights, tmp / "lr")
+        times = {label: [] for label in runs}
+        for repeat in range(args.repeats):
+            for k, (label, (command, env)) in enumerate(runs.items()):
+                out = tmp / f"out{k}_{repeat}"
+                start = time.perf_counter()
+                subprocess.run(command + ["--output", str(out)], check=True, capture_output=True,
+                               env={**os.environ, **env})
+                times[label].append(time.perf_counter() - start)
+        psnrs = {label: mean_psnr(tmp / f"out{k}_0", tmp / "hr") for k, label in enumerate(runs)}
+        steps = profile(weights, tmp / "lr", tmp / "profiled")
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    cpu = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), "?")
+    print(f"machine: {machine()}; CPU {cpu}; bf16 instructions: {cpu_has_bf16()}; "
+          f"{count} LR images about 120x80 -> x4; weights {args.weights}; {args.repeats} repeats, interleaved")
+    naive = statistics.median(times[next(iter(runs))])
+    for label, seconds in times.items():
+        median = statistics.median(seconds)
+        spread = (max(seconds) - min(seconds)) / median
+        print(f"{label:58}: median {median:6.1f} s ({min(seconds):.1f}-{max(seconds):.1f}, spread {spread:4.0%}"
+              f"{'' if spread <= 0.10 else ', NOT stable'}), {naive / median:4.2f}x the naive loop, "
+              f"PSNR {psnrs[label]:.3f} dB")
+    total = sum(steps.values())
+    print(f"where predict.py's time goes (in-process, serial, default precision; {total:.1f} s in all):")
+    for name, seconds in steps.items():
+        print(f"  {name:50}: {seconds:6.2f} s ({seconds / total:4.0%})")
 
 
 if __name__ == "__main__":

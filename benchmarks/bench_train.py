@@ -36,7 +36,7 @@ from srx4.data.stream import WINDOW, StreamEpoch, StreamWindows
 from srx4.image.codec import to_float
 from srx4.train.step import train_step
 from srx4.image.codec import image_size, list_images
-from srx4.core.system import training_dtype
+from srx4.core.precision import for_training
 from srx4.models import SRResNet
 
 MACS_PER_LR_PIXEL = 2.218e6
@@ -148,7 +148,7 @@ def main():
     loader_data, device_data = data_rate(loader_batches), data_rate(device_batches)
     epoch_cached, epoch_stream = data_rate(cached_epoch), data_rate(lambda: stream_batches(len(stream_epoch)))
     cuda = device.type == "cuda"
-    amp_dtype = training_dtype(device, args.amp_dtype)    # a CPU: fp32 unless bf16/fp16 is asked for
+    amp_dtype = for_training(device, True, args.amp_dtype, False).train_dtype    # a CPU: fp32 unless bf16/fp16 asked
     model = SRResNet().to(device).train()
     if cuda:
         model = model.to(memory_format=torch.channels_last)

@@ -48,7 +48,7 @@ def text_for(info: dict) -> str:
                  f"score {figure(best['score'])} (bicubic {figure(info['bicubic']['psnr'])} dB, "
                  f"{figure(info['bicubic']['score'])})")
     if final:
-        lines.append(f"final check on {final['checked_on']}: PSNR {final['model']['psnr']:.3f} dB vs bicubic "
+        lines.append(f"final check on {final['final_check_on']}: PSNR {final['model']['psnr']:.3f} dB vs bicubic "
                      f"{final['bicubic']['psnr']:.3f} ({final['gain_db']:+.3f} dB)"
                      + (" -- WORSE THAN BICUBIC" if final["worse_than_bicubic"] else "")
                      + (f"; stopped: {final['stopped']}" if final["stopped"] else ""))

@@ -26,7 +26,8 @@ from pathlib import Path
 from srx4.core import layout, paths
 from srx4.core.cli import CHANNELS_LAST_HELP, option, parse_config, run_main
 from srx4.core.errors import JobFailed, MissingData
-from srx4.core.system import AMP_DTYPES, resolve_device
+from srx4.core.precision import AMP_DTYPES
+from srx4.core.system import resolve_device
 from srx4.image.codec import list_images
 from srx4.models import Bicubic
 from srx4.predict.choose import WEIGHTS_HELP, Predictor, load_predictor
@@ -55,9 +56,10 @@ class PredictConfig:
                                     "else fp16: a T4 is 7.5), bf16 or fp16", choices=AMP_DTYPES)
     fold_bn: bool = option(True, "fold BatchNorm into the convolutions (same outputs, faster)")
     channels_last: bool = option(True, CHANNELS_LAST_HELP)
-    backend: str = option("auto", "torch, or onnxruntime (exports the weights to ONNX first; needs "
-                                  "requirements-extras.txt); auto = onnxruntime for a .onnx file, else torch",
-                          choices=["auto", "torch", "onnxruntime"])
+    backend: str = option("auto", "torch; onnxruntime (exports the weights to ONNX first) or openvino (CPU), both "
+                                  "from requirements-extras.txt; auto = onnxruntime for a .onnx file, openvino on "
+                                  "a CPU without bf16 where installed, else torch",
+                          choices=["auto", "torch", "onnxruntime", "openvino"])
     quiet: bool = option(False, "no progress bars or progress lines")
 
 

@@ -31,7 +31,8 @@ from srx4.models import ARCHS
 from srx4.models.weights import WeightsError, load_model
 from srx4.runs.checkpoint import load_checkpoint
 from srx4.core.cli import parse_with_file, run_main
-from srx4.core.system import resolve_device, training_dtype
+from srx4.core.precision import for_training
+from srx4.core.system import resolve_device
 from srx4.runs.tracking import check_tracker
 from srx4.core.errors import FlagError, MissingData, UserError
 from srx4.train.config import TrainConfig, from_saved
@@ -116,7 +117,7 @@ def free_run_name(name: str, explicit: bool) -> str:
 def warn_idle(config: TrainConfig, given: dict):
     """One warning line naming the given settings that have no effect under the others."""
     device = resolve_device(config.device)
-    fp16 = config.amp and training_dtype(device, config.amp_dtype) == torch.float16
+    fp16 = for_training(device, config.amp, config.amp_dtype, config.channels_last, architecture=config.model).grad_scaler
     idle = config.without_effect(given, device.type == "cuda", fp16)
     if idle and int(os.environ.get("RANK", "0")) == 0:
         print("warning: no effect here: " + "; ".join(f"{given[name]} ({why})" for name, why in idle), flush=True)

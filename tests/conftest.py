@@ -61,7 +61,7 @@ TINY = ["--num-blocks", "1", "--channels", "8", "--batch-size", "4", "--patch-si
 
 
 # What an interpreter reads when it starts: a run that changes one of these starts cold.
-STARTUP_ENV = ("PYTHONPATH", "PYTHONHOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LD_PRELOAD")
+STARTUP_ENV = ("PYTHONPATH", "PYTHONHOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LD_PRELOAD", "SRX4_CPU_BF16")
 
 
 class WarmPython:

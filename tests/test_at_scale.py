@@ -21,7 +21,7 @@ from srx4.data.patches import EpochBatches, samples_per_epoch
 from srx4.train.step import learning_rate_at
 from srx4.train.validate import size_batches, validate
 from srx4.data.cache import CacheError, ImageCache
-from srx4.core.system import amp_dtype_for, autocast_dtype
+from srx4.core.precision import amp_dtype_for, for_inference, for_training
 from srx4.image.scoring import validation_metrics
 from srx4.data.pairs import scan_pairs, split_pairs
 from srx4.data.train_data import worker_count
@@ -38,10 +38,13 @@ def test_amp_dtype_follows_the_compute_capability():
     assert amp_dtype_for((8, 0)) == torch.bfloat16    # A100
     assert amp_dtype_for((9, 0)) == torch.bfloat16    # H100
     cuda = torch.device("cuda")                      # explicit choices need no GPU to decide
-    assert autocast_dtype(cuda, "fp16") == torch.float16 and autocast_dtype(cuda, "bf16") == torch.bfloat16
-    assert autocast_dtype(torch.device("cpu"), "bf16") is None
+    assert for_inference(cuda, True, "fp16") == torch.float16 and for_inference(cuda, True, "bf16") == torch.bfloat16
+    assert for_inference(cuda, False, "bf16") is None
+    assert for_inference(torch.device("cpu"), True, "fp16") is None          # fp16 is no CPU's native dtype
     with pytest.raises(ValueError, match="amp-dtype"):
-        autocast_dtype(cuda, "fp8")
+        for_inference(cuda, True, "fp8")
+    fp16 = for_training(cuda, True, "fp16", True)                            # a T4's choice, decided anywhere
+    assert (fp16.train, fp16.validate, fp16.grad_scaler, fp16.channels_last) == ("fp16", "fp16", True, True)
 
 
 # 2. the image cache ----------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import torch
 from conftest import BENCHMARKS, need_module, run_script
 from srx4.image.codec import read_image
 from srx4.image.resize import BicubicUpscale, resize_tensor
-from srx4.core.system import cpu_flags_have_bf16, inference_dtype
+from srx4.core.precision import for_inference
+from srx4.core.system import cpu_flags_have_bf16
 from srx4.models import SRCNN, SRResNet
 
 
@@ -82,8 +83,8 @@ def test_cpu_bf16_is_chosen_by_what_the_cpu_has(monkeypatch):
     for forced, expected in (("1", torch.bfloat16), ("0", None)):
         monkeypatch.setenv("SRX4_CPU_BF16", forced)
         infer.cpu_has_bf16.cache_clear()
-        assert inference_dtype(cpu, "auto") == expected
-    assert inference_dtype(cpu, "bf16") == torch.bfloat16      # asked for: used even where it is emulated
+        assert for_inference(cpu, True, "auto") == expected
+    assert for_inference(cpu, True, "bf16") == torch.bfloat16      # asked for: used even where it is emulated
     infer.cpu_has_bf16.cache_clear()
 
 
@@ -91,21 +92,29 @@ def test_cpu_training_takes_bf16_channels_last_where_native_and_measured(monkeyp
     """Training on a CPU: bf16 autocast in channels-last for the models measured faster so,
     only where the CPU computes bf16 natively; everything else as before (fp32, NCHW)."""
     from srx4.core import system
-    from srx4.train.config import TrainConfig
-    from srx4.train.setup import CPU_BF16_TRAINING, cpu_training_precision
+    from srx4.core.precision import CPU_BF16_TRAINING, for_training
+    from srx4.models.base import ModelSpec
+    cpu = torch.device("cpu")
+
+    def decided(name, amp=True, amp_dtype="auto", channels_last=True, spec=None):
+        p = for_training(cpu, amp, amp_dtype, channels_last, spec, name)
+        return p.train, p.channels_last, p.validate, p.why
     try:
         monkeypatch.setenv("SRX4_CPU_BF16", "0")
         system.cpu_has_bf16.cache_clear()
-        assert cpu_training_precision(TrainConfig(), "srresnet")[:2] == (None, False)
-        assert cpu_training_precision(TrainConfig(amp_dtype="bf16"), "srresnet")[:2] == (torch.bfloat16, False)
+        assert decided("srresnet")[:3] == ("fp32", False, "fp32")
+        assert decided("srresnet", amp_dtype="bf16")[:3] == ("bf16", False, "fp32")
         monkeypatch.setenv("SRX4_CPU_BF16", "1")
         system.cpu_has_bf16.cache_clear()
         for name in CPU_BF16_TRAINING:
-            dtype, channels_last, why = cpu_training_precision(TrainConfig(), name)
-            assert dtype == torch.bfloat16 and channels_last and "measured" in why
-        assert cpu_training_precision(TrainConfig(), "srcnn")[:2] == (None, False)          # not measured
-        assert cpu_training_precision(TrainConfig(amp=False), "srresnet")[:2] == (None, False)
-        assert cpu_training_precision(TrainConfig(channels_last=False), "span")[:2] == (torch.bfloat16, False)
+            dtype, channels_last, validate, why = decided(name)
+            assert (dtype, channels_last, validate) == ("bf16", True, "fp32") and "measured" in why
+        assert decided("srcnn")[:2] == ("fp32", False)          # not measured
+        assert decided("srresnet", amp=False)[:2] == ("fp32", False)
+        assert decided("span", channels_last=False)[:2] == ("bf16", False)
+        no_bf16 = ModelSpec(4, 1.0, 1, supports_bfloat16=False)                  # a model that says no bf16
+        assert decided("srresnet", spec=no_bf16)[:2] == ("fp32", False) and "does not run in bf16" in decided(
+            "srresnet", spec=no_bf16)[3]
     finally:
         system.cpu_has_bf16.cache_clear()
 

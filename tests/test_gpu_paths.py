@@ -217,7 +217,7 @@ def test_fp16_rehearsal_two_ranks_ema_grad_accum_beats_bicubic(tmp_path, free_po
              "--run-name", "t4", "--cache-dir", tmp_path / "cache", tmp_path=tmp_path)
     run = tmp_path / "logs/t4"
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["checked_on"] == "validation" and summary["gain_db"] > 0.2    # held-out crops, over bicubic
+    assert summary["final_check_on"] == "validation" and summary["gain_db"] > 0.2    # held-out crops, over bicubic
     assert not summary["worse_than_bicubic"]
     model, _ = load_model(run / "best.safetensors")
     assert all(torch.isfinite(p).all() for p in model.state_dict().values())

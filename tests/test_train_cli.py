@@ -285,3 +285,23 @@ def test_a_swapped_pair_is_caught_named_and_left_out(tmp_path):
     assert report["pair_check"]["left_out"] == [] and report["used"] == 8 and "none left out" in kept
     rows = list(csv.DictReader(open(tmp_path / "logs/kept/metrics.csv")))
     assert int(rows[0]["dropped_samples"]) == 0
+
+
+def test_precision_is_decided_once_logged_saved_and_a_resume_that_differs_says_so(tmp_path, pairs_dir):
+    """On a CPU with native bf16 (SRX4_CPU_BF16=1) SRResNet trains in bf16 channels-last and
+    validates in fp32: one line, in config.json and last.ckpt. Resumed on a CPU without it
+    (SRX4_CPU_BF16=0) the run says in one line that it now decides fp32, and goes on."""
+    first = run_script("train.py", "--data", pairs_dir, *TINY, "--epochs", "1", "--run", "p", work=tmp_path,
+                       env_extra={"SRX4_CPU_BF16": "1"})
+    lines = [x for x in first.stdout.splitlines() if x.startswith("precision:")]
+    assert len(lines) == 1 and "train bf16, channels-last; validate fp32" in lines[0], first.stdout
+    run = tmp_path / "logs" / "p"
+    saved = json.loads((run / "config.json").read_text())["precision"]
+    assert (saved["train"], saved["validate"], saved["channels_last"]) == ("bf16", "fp32", True)
+    assert torch.load(run / "last.ckpt", weights_only=False)["precision"] == saved
+    resumed = run_script("train.py", "--resume", run / "last.ckpt", "--epochs", "2", work=tmp_path,
+                         env_extra={"SRX4_CPU_BF16": "0"})
+    assert "precision: train fp32; validate fp32" in resumed.stdout
+    assert "warning: precision differs from the run's start" in resumed.stdout
+    assert json.loads((run / "config.json").read_text())["precision"]["train"] == "fp32"
+    assert "epoch 2/2" in resumed.stdout

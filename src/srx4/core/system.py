@@ -1,13 +1,11 @@
-"""What this machine offers: the device, the mixed-precision dtype it runs
-natively (CUDA compute capability, a CPU's bf16 flags) and its free RAM.
+"""What this machine offers: the device, whether its CPU computes bf16 natively (the
+precision decision itself is core/precision.py) and its free RAM.
 """
 import functools
 import os
 from pathlib import Path
 
 import torch
-
-from srx4.core.errors import FlagError
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -17,39 +15,6 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     if name == "cuda":
         name = f"cuda:{local_rank}"
     return torch.device(name)
-
-
-AMP_DTYPES = ["auto", "bf16", "fp16"]
-
-
-def amp_dtype_for(capability) -> torch.dtype:
-    """bf16 only from compute capability 8.0 (Ampere) on, where cuDNN has bf16 convolutions;
-    fp16 (with a GradScaler when training) before, e.g. on Kaggle's T4 (7.5).
-    `torch.cuda.is_bf16_supported()` is not used: it says True on a T4 (emulation)."""
-    return torch.bfloat16 if tuple(capability) >= (8, 0) else torch.float16
-
-
-def autocast_dtype(device: torch.device, choice: str = "auto"):
-    """The autocast dtype for `device`: None on CPU (fp32); on CUDA `choice` (bf16 or
-    fp16) or, for auto, what the GPU's compute capability runs natively."""
-    if device.type != "cuda":
-        return None
-    if choice not in AMP_DTYPES:
-        raise FlagError(f"--amp-dtype {choice!r}: expected one of {', '.join(AMP_DTYPES)}")
-    if choice != "auto":
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}[choice]
-    return amp_dtype_for(torch.cuda.get_device_capability(device))
-
-
-def training_dtype(device: torch.device, choice: str = "auto"):
-    """The autocast dtype of training steps: on CUDA `autocast_dtype`; on a CPU fp32 (None)
-    unless bf16 or fp16 is asked for (fp16 with GradScaler("cpu"): the T4's step code,
-    rehearsed where no GPU is)."""
-    if device.type == "cuda":
-        return autocast_dtype(device, choice)
-    if choice not in AMP_DTYPES:
-        raise FlagError(f"--amp-dtype {choice!r}: expected one of {', '.join(AMP_DTYPES)}")
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(choice)
 
 
 def cpu_flags_have_bf16(cpuinfo: str) -> bool:
@@ -71,17 +36,6 @@ def cpu_has_bf16() -> bool:
         return cpu_flags_have_bf16(Path("/proc/cpuinfo").read_text())
     except OSError:
         return False
-
-
-def inference_dtype(device: torch.device, choice: str = "auto"):
-    """The autocast dtype for running a model (predict, validation): on CUDA as
-    `autocast_dtype`; on a CPU bf16 where it is native (auto) or asked for (bf16),
-    else None (fp32). Training on a CPU stays fp32."""
-    if device.type == "cuda":
-        return autocast_dtype(device, choice)
-    if choice not in AMP_DTYPES:
-        raise FlagError(f"--amp-dtype {choice!r}: expected one of {', '.join(AMP_DTYPES)}")
-    return torch.bfloat16 if choice == "bf16" or (choice == "auto" and cpu_has_bf16()) else None
 
 
 def available_ram_bytes(meminfo: str = None) -> int:

@@ -1,12 +1,14 @@
 """The data side of a training run: pairs -> split -> one image cache -> datasets.
 
-`TrainData(cfg, run_dir, log, rank, world, device, split=None)` scans the data
-folder, splits it (or takes the split of a resumed checkpoint), decodes every
-image once into one `ImageCache` (shared by the DDP ranks) and exposes:
+`TrainData(cfg, run_dir, log, rank, world, device, split=None)` runs four named
+steps: plan the split (seeded, or a resumed checkpoint's), open the images (decoded
+once into one `ImageCache` shared by the DDP ranks, or streamed), choose the
+evaluation sets, place the training images (GPU or DataLoader). It exposes:
 - `train_set` (`TrainPatches`), `val_set` (`WholeImages`), `split`, `hygiene`;
 - `val_subset`: the fixed, seeded `--val-limit` images scored every epoch;
-- `guard_set` / `guard_indices`: what the end-of-run bicubic check scores
-  (the whole validation set, or some training images when there is none);
+- `final_check_set` / `final_check_indices` / `final_check_on`: what the final check
+  at the end of the run scores against bicubic (--final-limit validation images, or
+  some training images when there is no validation split);
 - `device_patches`: the training images on the GPU when they fit (else None);
 - `loader()`: one persistent DataLoader for the whole run, moved from epoch
   to epoch by its sampler (`EpochBatches.set_epoch`).
@@ -33,10 +35,22 @@ from srx4.core.progress import progress
 from srx4.data.pair_check import REASON as PAIR_REASON, PairCheck, measure
 from srx4.data.pairs import describe_split, save_split, scan_pairs, split_pairs
 
-GUARD_TRAIN_IMAGES = 16
+FINAL_CHECK_TRAIN_IMAGES = 16   # no validation split: the final check scores this many training images
 UNDECODABLE = "undecodable (skipped and counted as dropped)"
 LOADING = {"ram": "decoded once into a cache in RAM", "disk": "decoded once into a cache file on disk",
-           "stream": "streamed: decoded in the workers each epoch, no cache"}   # no validation split: the bicubic check scores this many training images
+           "stream": "streamed: decoded in the workers each epoch, no cache"}
+# the random streams of the seeded subsets (numpy's SeedSequence([seed, stream])): fixed, so a
+# resumed or re-run run scores the same images
+VAL_SUBSET_STREAM, FINAL_CHECK_STREAM, FINAL_CHECK_TRAIN_STREAM = 11, 12, 13
+
+
+def seeded_subset(count: int, size: int, seed: int, stream: int) -> list:
+    """`size` of range(count) chosen by (seed, stream), in index order (same-size images
+    batch together); all of them when size is 0 or not under count."""
+    if not size or size >= count:
+        return list(range(count))
+    chosen = np.random.default_rng([seed, stream]).choice(count, size=size, replace=False)
+    return sorted(int(i) for i in chosen)
 
 
 def worker_count(requested: int, device_type: str, world: int, cpus: int = None) -> int:
@@ -59,16 +73,33 @@ class TrainData:
     def __init__(self, cfg, run_dir, log, rank: int, world: int, device, split: dict = None):
         self.cfg, self.log, self.rank, self.world, self.device = cfg, log, rank, world, device
         self.run_dir = Path(run_dir)
-        pairs, hygiene = scan_pairs(cfg.data, cfg.scale)
-        by_name = {p.name: p for p in pairs}
-        self.frame_size = Counter(p.lr_size for p in pairs).most_common(1)[0][0] if pairs else None  # (w, h)
+        self.cache, self.stream, self._loader, self.sampler = None, None, None, None
+        pairs, self.hygiene = scan_pairs(cfg.data, cfg.scale)
+        self.split, by_name = self._plan_split(pairs, split)
+        train_lr, train_hr, val_lr, val_hr = self._open_images(by_name)
+        log(self.hygiene.summary())
+        log(self.pair_check.line())
+        self._write_hygiene()
+        log(describe_split(self.split))
+        self.train_set = self.stream if self.stream is not None else TrainPatches(
+            train_lr, train_hr, cfg.scale, cfg.patch_size, cfg.seed, cfg.patches_per_image, cfg.colour_augment)
+        self.val_set = WholeImages(self.split["val"], val_lr, val_hr)
+        self._choose_evaluation_sets(train_lr, train_hr)
+        self._place_training_images()
+
+    def _plan_split(self, pairs, split):
+        """(split, pairs by name): the resumed run's split, else a seeded one (split.json);
+        pairs too small to cut a patch from go to validation."""
+        cfg, hygiene = self.cfg, self.hygiene
         if not pairs:
             reasons = "; ".join(f"{len(v)} {k}" for k, v in sorted(hygiene.problems.items())) or "empty folders"
             raise DataError(f"{cfg.data}: no usable image pairs ({reasons})")
+        by_name = {p.name: p for p in pairs}
+        self.frame_size = Counter(p.lr_size for p in pairs).most_common(1)[0][0]       # (w, h), the most common
         if split is None:
             split = split_pairs([p.name for p in pairs], cfg.val_fraction, cfg.seed, cfg.data)
             small = [n for n in split["train"] if min(by_name[n].lr_size) < cfg.patch_size]
-            if small:  # too small to crop a patch from: validation only
+            if small:
                 split["train"] = [n for n in split["train"] if n not in small]
                 split["val"] = sorted(split["val"] + small)
                 for n in small:
@@ -78,60 +109,48 @@ class TrainData:
             raise MissingData(f"{cfg.data}: {len(missing)} files of split.json are gone, e.g. {missing[0]}")
         if not split["train"]:
             raise DataError(f"{cfg.data}: no training pairs with an LR side >= patch size {cfg.patch_size}")
-        self.split = split
-        if rank == 0:
-            save_split(split, run_dir / layout.SPLIT)
+        if self.rank == 0:
+            save_split(split, self.run_dir / layout.SPLIT)
+        return split, by_name
 
-        names = split["train"] + split["val"]
-        t, v, n, s = len(split["train"]), len(split["val"]), len(names), cfg.scale
-        lr_sizes = [by_name[n_].lr_size for n_ in names]
+    def _open_images(self, by_name):
+        """(train LR, train HR, val LR, val HR) views: decoded once into a cache in RAM or on
+        disk, or streamed when neither holds them (data/stream.py's choose_loading)."""
+        cfg, split = self.cfg, self.split
+        lr_sizes = [by_name[name].lr_size for name in split["train"] + split["val"]]
         self.pair_check = PairCheck(cfg.min_pair_psnr)
-        self.hygiene, self.cache, self.stream = hygiene, None, None
-        self.loading, why = choose_loading(sum(3 * w * h * (1 + s * s) for w, h in lr_sizes), self._ram_budget(),
-                                           self._disk_budget(), world, cfg.loading)
-        log(f"data path: {LOADING[self.loading]} ({why})")
+        decoded_bytes = sum(3 * w * h * (1 + cfg.scale ** 2) for w, h in lr_sizes)
+        self.loading, why = choose_loading(decoded_bytes, self._ram_budget(), self._disk_budget(), self.world,
+                                           cfg.loading)
+        self.log(f"data path: {LOADING[self.loading]} ({why})")
         if self.loading == "stream":
-            train_lr, train_hr, val_lr, val_hr = self._streamed(split, by_name)
+            return self._streamed(split, by_name)
+        return self._cached(split, by_name, lr_sizes, self.world, self.rank)
+
+    def _choose_evaluation_sets(self, train_lr, train_hr):
+        """The images scored every epoch (`val_subset`: --val-limit of them, seeded) and those
+        of the final check at the end (`final_check_set` / `final_check_indices`: --final-limit
+        validation images, or some training images when there is no validation split)."""
+        cfg, names = self.cfg, self.split
+        val, train = len(names["val"]), len(names["train"])
+        self.val_subset = seeded_subset(val, cfg.val_limit, cfg.seed, VAL_SUBSET_STREAM)
+        if val:
+            self.final_check_set, self.final_check_on = self.val_set, "validation"
+            self.final_check_indices = seeded_subset(val, cfg.final_limit, cfg.seed, FINAL_CHECK_STREAM)
         else:
-            train_lr, train_hr, val_lr, val_hr = self._cached(split, by_name, lr_sizes, world, rank)
-        log(hygiene.summary())
-        log(self.pair_check.line())
-        self._write_hygiene()
-        log(describe_split(split))
-        t, v = len(split["train"]), len(split["val"])       # less the pairs the decode left out
+            self.final_check_set = WholeImages(names["train"], train_lr, train_hr)
+            self.final_check_on = "training images (no validation split)"
+            self.final_check_indices = seeded_subset(train, min(FINAL_CHECK_TRAIN_IMAGES, train), cfg.seed,
+                                                     FINAL_CHECK_TRAIN_STREAM)
+
+    def _place_training_images(self):
+        """The training images on the GPU when they fit (--device-data), else None."""
+        self.device_patches = None
         if self.stream is None:
-            self.train_set = TrainPatches(train_lr, train_hr, s, cfg.patch_size, cfg.seed, cfg.patches_per_image,
-                                          cfg.colour_augment)
-        else:
-            self.train_set = self.stream
-        self.val_set = WholeImages(split["val"], val_lr, val_hr)
-        limit = cfg.val_limit
-        if v and limit and limit < v:   # a fixed seeded subset, in name order (same sizes batch together)
-            chosen = np.random.default_rng([cfg.seed, 11]).choice(v, size=limit, replace=False)
-            self.val_subset = sorted(int(i) for i in chosen)
-        else:
-            self.val_subset = list(range(v))
-        if v:
-            final = cfg.final_limit
-            if final and final < v:
-                chosen = np.random.default_rng([cfg.seed, 12]).choice(v, size=final, replace=False)
-                self.guard_indices = sorted(int(i) for i in chosen)
-            else:
-                self.guard_indices = list(range(v))
-            self.guard_set, self.guard_on = self.val_set, "validation"
-        else:
-            count = min(GUARD_TRAIN_IMAGES, t)
-            chosen = np.random.default_rng([cfg.seed, 13]).choice(t, size=count, replace=False)
-            self.guard_set = WholeImages(split["train"], train_lr, train_hr)
-            self.guard_indices, self.guard_on = sorted(int(i) for i in chosen), "training images (no validation split)"
-        self._loader, self.sampler = None, None
-        if self.stream is None:
-            self._device_data(cfg)
-        elif cfg.device_data == "on":
+            self._device_data(self.cfg)
+        elif self.cfg.device_data == "on":
             raise DataError("--device-data on: the training images do not fit the memory budget (streaming path); "
                             "pass --device-data auto or off")
-        else:
-            self.device_patches = None
 
     def _ram_budget(self) -> int:
         gb = self.cfg.ram_budget_gb

@@ -18,10 +18,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from srx4.core import layout, paths
 from srx4.core.io import file_sha256
+from srx4.core.system import cpu_has_bf16
 from srx4.models.weights import WeightsError, resolve_weights
 from srx4.predict.inference import Ensemble, prepare_model
+from srx4.predict import openvino
 from srx4.predict.onnx import OnnxModel, load_runnable
 
 WEIGHTS_HELP = ("weights: a run folder, .safetensors or .onnx file, or a shipped name (srresnet-x4); several (--weights "
@@ -41,16 +45,16 @@ class Predictor:
         as it is; an ensemble member by member)."""
         if isinstance(self.model, Ensemble):
             return self.model.prepared(fold_bn, channels_last)
-        if isinstance(self.model, OnnxModel):
+        if isinstance(self.model, (OnnxModel, openvino.OpenVinoModel)):
             return self.model
         return prepare_model(self.model, fold_bn, channels_last)
 
 
-def bicubic_warning(model_psnr: float, bicubic_psnr: float, checked_on: str) -> str:
+def bicubic_warning(model_psnr: float, bicubic_psnr: float, final_check_on: str) -> str:
     """The loud block printed when a model ends worse than plain bicubic upsampling
     (train.py's final check; predict.py repeats it for those weights)."""
     bar = "!" * 78
-    return (f"{bar}\nWARNING: this model is WORSE than bicubic upsampling on {checked_on}: "
+    return (f"{bar}\nWARNING: this model is WORSE than bicubic upsampling on {final_check_on}: "
             f"{model_psnr:.3f} dB vs {bicubic_psnr:.3f} dB ({model_psnr - bicubic_psnr:+.3f} dB).\n"
             f"Submitting it would score below the bicubic baseline. Train longer, lower --learning-rate, "
             f"or check the data.\n{bar}")
@@ -77,8 +81,32 @@ def warn_if_worse_than_bicubic(weights: Path):
     except (OSError, ValueError):
         return
     if report.get("worse_than_bicubic"):
-        print(bicubic_warning(report["model"]["psnr"], report["bicubic"]["psnr"], report.get("checked_on", "?")),
+        print(bicubic_warning(report["model"]["psnr"], report["bicubic"]["psnr"], layout.final_check_on(report)),
               file=sys.stderr)
+
+
+def resolve_backend(backend: str, weights: Path, device) -> str:
+    """auto: ONNX Runtime for a .onnx file; OpenVINO on a CPU without bf16 where it is
+    installed (faster than torch in fp32 there, level in bf16: benchmarks/bench_predict.py);
+    else torch."""
+    if backend != "auto":
+        return backend
+    if weights.suffix == ".onnx":
+        return "onnxruntime"
+    if torch.device(device).type == "cpu" and openvino.available() and not cpu_has_bf16():
+        return "openvino"
+    return "torch"
+
+
+def _load(weights: Path, device, backend: str):
+    """(model, model config) of one weights file for the backend asked."""
+    backend = resolve_backend(backend, weights, device)
+    if backend != "openvino":
+        return load_runnable(weights, device, backend)
+    if torch.device(device).type != "cpu":
+        raise WeightsError(f"{weights}: --backend openvino runs on the CPU: add --device cpu")
+    model, config = load_runnable(weights, device, "torch")
+    return openvino.OpenVinoModel(prepare_model(model.cpu(), fold_bn=True, channels_last=False), str(weights)), config
 
 
 def _name(weights: Path) -> str:
@@ -91,7 +119,7 @@ def load_predictor(given, device, backend: str = "auto") -> Predictor:
     files, why = choose_weights(given)
     members, configs = [], []
     for weights in files:
-        model, config = load_runnable(weights, device, backend)
+        model, config = _load(weights, device, backend)
         members.append(model)
         configs.append(config)
         warn_if_worse_than_bicubic(weights)
@@ -99,11 +127,12 @@ def load_predictor(given, device, backend: str = "auto") -> Predictor:
     if len(files) == 1:
         model = members[0]
         identity = {"weights": str(files[0].resolve()), "sha256": digests[0], **configs[0]}
-        onnx = isinstance(model, OnnxModel)
-        if onnx:             # kept out for torch: folders written before this key existed stay resumable
-            identity["backend"] = "onnxruntime"
+        runtime = {OnnxModel: "onnxruntime", openvino.OpenVinoModel: "openvino"}.get(type(model))
+        if runtime:          # kept out for torch: folders written before this key existed stay resumable
+            identity["backend"] = runtime
         print(f"weights: {files[0]}" + (f"; {why}" if why else "")
-              + (f"; ONNX Runtime ({', '.join(model.providers)})" if onnx else ""))
+              + (f"; ONNX Runtime ({', '.join(model.providers)})" if runtime == "onnxruntime" else "")
+              + ("; OpenVINO on the CPU" if runtime == "openvino" else ""))
     else:
         try:
             model = Ensemble(members)

@@ -16,7 +16,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch import nn
 
 from srx4.core import gpu_memory
-from srx4.core.system import inference_dtype
+from srx4.core.precision import for_inference
 from srx4.models.base import ModelSpec
 
 
@@ -126,16 +126,6 @@ class Ensemble:
         return total / len(self.members)
 
 
-def supported_dtype(spec: ModelSpec, dtype):
-    """`dtype`, or None (fp32) where the model says it does not run in it (foreign models:
-    SwinIR, HAT, ... are not fp16-safe)."""
-    if dtype == torch.float16 and not spec.supports_half:
-        return None
-    if dtype == torch.bfloat16 and not spec.supports_bfloat16:
-        return None
-    return dtype
-
-
 def _forward(model, lr, amp_dtype):
     if model.spec.channels_last:
         lr = lr.contiguous(memory_format=torch.channels_last)
@@ -168,11 +158,12 @@ def super_resolve(model, lr, tile: int = None, amp: bool = True, tta: bool = Fal
     """lr (N, 3, H, W) in [0, 1] on the model's device -> sr (N, 3, sH, sW).
 
     tile: LR tile side; None = automatic, 0 = whole image. amp: autocast in `amp_dtype`
-    (auto, bf16 or fp16; see `inference_dtype`: on a CPU only bf16, where it is native)."""
+    (auto, bf16 or fp16; decided by core/precision.py's `for_inference`: on a CPU only bf16,
+    where it is native)."""
     spec = model.spec              # (srx4.models.base.ModelSpec)
     scale = spec.scale
     overlap = int(math.ceil(spec.receptive_radius)) + 2
-    amp_dtype = supported_dtype(spec, inference_dtype(lr.device, amp_dtype) if amp else None)
+    amp_dtype = for_inference(lr.device, amp, amp_dtype, spec)
     if tile is None:
         tile = auto_tile(spec, lr.shape[2], lr.shape[3], lr.shape[0], lr.device)
 

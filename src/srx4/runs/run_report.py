@@ -70,7 +70,7 @@ def write_run_report(run_dir, cfg, rows, bicubic: dict, model_images, bicubic_im
     last = rows[-1] if rows else {}
     cards = [("status", status)]
     if summary:
-        cards += [(f"best weights on {summary['checked_on']} ({summary['model']['images']} images)",
+        cards += [(f"best weights on {layout.final_check_on(summary)} ({summary['model']['images']} images)",
                    f"{summary['model']['psnr']:.3f} dB ({summary['gain_db']:+.3f} vs bicubic)"),
                   ("score (PSNR + 40 SSIM)", f"{summary['model']['score']:.3f} vs {summary['bicubic']['score']:.3f}"),
                   ("best epoch", str(summary["best_epoch"]))]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 
 from srx4.core.cli import CHANNELS_LAST_HELP, option
 from srx4.core.errors import FlagError
-from srx4.core.system import AMP_DTYPES
+from srx4.core.precision import AMP_DTYPES
 from srx4.image.scoring import OLD_METRIC_NAMES
 from srx4.models import TRAINABLE
 from srx4.runs.tracking import TRACKERS

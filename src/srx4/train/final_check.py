@@ -1,4 +1,4 @@
-"""The end of a run: the best weights and bicubic scored on the guard set (every
+"""The end of a run: the best weights and bicubic scored on the final check's images (every
 validation image, or some training images without a validation split), and what each
 DDP rank ended with, compared (the same folder, the same weights scored, bit-identical
 weights), so summary.json can say a model is worse than bicubic, or that ranks drifted.
@@ -12,7 +12,7 @@ from srx4.models import Bicubic
 from srx4.models.weights import load_model
 
 
-def final_check(score, run_dir, current_model, guard_set, guard_indices, scale: int, device):
+def final_check(score, run_dir, current_model, images, indices, scale: int, device):
     """score(model, dataset, indices, desc) -> Validation, the trainer's validation.
     Returns (the model's Validation, bicubic's, what was scored: the sha256 of
     best.safetensors, or "the current weights" when none)."""
@@ -20,8 +20,8 @@ def final_check(score, run_dir, current_model, guard_set, guard_indices, scale: 
     if (run_dir / layout.WEIGHTS).is_file():        # rank 0 wrote them; every rank reads them
         best, _ = load_model(run_dir / layout.WEIGHTS, device=device)
         scored = file_sha256(run_dir / layout.WEIGHTS)
-    model = score(best, guard_set, guard_indices, "final check")
-    bicubic = score(Bicubic(scale).to(device), guard_set, guard_indices, "final check (bicubic)")
+    model = score(best, images, indices, "final check")
+    bicubic = score(Bicubic(scale).to(device), images, indices, "final check (bicubic)")
     return model, bicubic, scored
 
 

@@ -159,9 +159,9 @@ def describe(target: str) -> dict:
         "step": progress.samples_seen // max(1, cfg.batch_size),
         "select": select, "best": {k: best.get(k) for k in ("epoch", "psnr", "psnr_y", "ssim", "score")},
         "bicubic": {k: (progress.bicubic or {}).get(k) for k in ("psnr", "score")},
-        "final": None if summary is None else {k: summary.get(k) for k in ("checked_on", "model", "bicubic",
-                                                                           "gain_db", "worse_than_bicubic",
-                                                                           "stopped", "best_epoch")},
+        "final": None if summary is None else {
+            "final_check_on": layout.final_check_on(summary),
+            **{k: summary.get(k) for k in ("model", "bicubic", "gain_db", "worse_than_bicubic", "stopped", "best_epoch")}},
         "finished": finished,
         "split": {"train": len(split.get("train", [])), "val": len(split.get("val", []))},
         "hygiene": {"used": hygiene.get("used"), "left_out": sum(len(v) for v in hygiene.get("problems", {}).values())

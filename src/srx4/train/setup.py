@@ -10,11 +10,10 @@ from typing import Callable, Optional
 
 import torch
 
-from srx4.core.system import cpu_has_bf16, training_dtype
+from srx4.core.precision import Precision, for_training
 from srx4.models import build_model, count_parameters, model_config_from_flags
 from srx4.models.base import checkpoint_activations
 from srx4.models.weights import load_model, load_state
-from srx4.predict.inference import supported_dtype
 from srx4.train.config import TrainConfig
 from srx4.train.ema import WeightAverage
 from srx4.train.losses import loss_fn
@@ -27,35 +26,26 @@ class TrainingParts:
     plain_model: torch.nn.Module         # the module itself (weights, BatchNorm statistics, capabilities)
     model: torch.nn.Module               # what the step calls: DDP and/or torch.compile around plain_model
     optimizer: torch.optim.Optimizer
-    amp_dtype: Optional[torch.dtype]     # None = fp32
+    precision: Precision                 # core/precision.py: the step's and validation's dtypes, layout, scaler
     scaler: Optional[torch.amp.GradScaler]   # fp16 only
     bn_guard: BatchNormGuard             # puts back the statistics of a skipped step's forward
     criterion: Callable
     ema: Optional[WeightAverage]
-    channels_last: bool = False          # the model and its inputs in channels-last memory layout
+
+    @property
+    def amp_dtype(self) -> Optional[torch.dtype]:
+        """The training step's autocast dtype (None = fp32)."""
+        return self.precision.train_dtype
+
+    @property
+    def channels_last(self) -> bool:
+        """The model and its inputs in channels-last memory layout."""
+        return self.precision.channels_last
 
     @property
     def eval_model(self) -> torch.nn.Module:
         """What is validated, selected and saved: the weight average when --ema is on."""
         return self.ema.model if self.ema is not None else self.plain_model
-
-
-# Models measured to train faster on a CPU with native bf16 under bf16 autocast in channels-last than
-# in fp32 NCHW (benchmarks/bench_cpu_amp.py, full size, batch 16, LR patch 24, 2 threads, AMD EPYC
-# with avx512_bf16; benchmarks/RESULTS.md): the speed-up measured. A model not listed (SRCNN, foreign
-# models) trains in fp32 there until measured; --amp-dtype bf16 / --no-amp choose by hand.
-CPU_BF16_TRAINING = {"srresnet": 2.16, "edsr": 2.52, "span": 1.80}
-
-
-def cpu_training_precision(cfg: TrainConfig, architecture: str):
-    """(autocast dtype or None, channels-last, why) of training on a CPU: bf16 in channels-last
-    with --amp-dtype auto where this CPU computes bf16 natively and the model is measured faster
-    so; else as asked (fp32 unless --amp-dtype bf16/fp16), NCHW."""
-    if cfg.amp and cfg.amp_dtype == "auto" and cpu_has_bf16() and architecture in CPU_BF16_TRAINING:
-        return torch.bfloat16, cfg.channels_last, (f"this CPU computes bf16 natively; {architecture} measured "
-                                                  f"{CPU_BF16_TRAINING[architecture]:.2f}x fp32 so")
-    dtype = training_dtype(torch.device("cpu"), cfg.amp_dtype) if cfg.amp else None
-    return dtype, False, "CPU autocast" if dtype is not None else ""
 
 
 def initial_model(cfg: TrainConfig, checkpoint, log):
@@ -86,12 +76,13 @@ def build_parts(cfg: TrainConfig, device: torch.device, world: int, checkpoint, 
         log(f"activation checkpointing: {blocks} blocks recompute their activations in the backward pass"
             if blocks else "activation checkpointing: this model names no blocks to checkpoint; off")
     plain = model.to(device)
-    if cuda:
-        amp_dtype, channels_last, where = (training_dtype(device, cfg.amp_dtype) if cfg.amp else None), \
-            cfg.channels_last, f"compute capability {'.'.join(map(str, torch.cuda.get_device_capability(device)))}"
-    else:
-        amp_dtype, channels_last, where = cpu_training_precision(cfg, model_config.get("name", cfg.model))
-    if channels_last:
+    precision = for_training(device, cfg.amp, cfg.amp_dtype, cfg.channels_last, plain.spec,
+                             model_config.get("name", cfg.model))
+    log(precision.line())
+    changed = precision.changed_from((checkpoint or {}).get("precision"))
+    if changed:
+        log(f"warning: {changed}")
+    if precision.channels_last:
         plain = plain.to(memory_format=torch.channels_last)
     log(f"model {model_config} ({count_parameters(plain) / 1e6:.3f} M parameters) on {device}"
         + (f" x {world} processes" if world > 1 else ""))
@@ -100,15 +91,7 @@ def build_parts(cfg: TrainConfig, device: torch.device, world: int, checkpoint, 
     wrapped = torch.compile(wrapped, mode=cfg.compile_mode) if cfg.compile and cuda else wrapped
     # fused: one kernel for the whole update on CUDA, and no host sync under the fp16 GradScaler
     optimizer = torch.optim.Adam(plain.parameters(), lr=cfg.learning_rate, fused=cuda or None)
-    # ask the plain model its spec: a DDP wrapper does not carry it
-    if amp_dtype is not None and supported_dtype(plain.spec, amp_dtype) is None:
-        log(f"{model_config.get('architecture', cfg.model)} does not run in {amp_dtype}: fp32")
-        amp_dtype = None
-    fp16 = amp_dtype == torch.float16
-    scaler = torch.amp.GradScaler(device.type, init_scale=cfg.grad_scale_init) if fp16 else None
-    if cuda or amp_dtype is not None:
-        log(f"mixed precision: {amp_dtype or 'off (fp32)'}{' with a GradScaler' if fp16 else ''}"
-            f"{', channels-last' if channels_last and not cuda else ''} ({where}; --amp-dtype {cfg.amp_dtype})")
+    scaler = torch.amp.GradScaler(device.type, init_scale=cfg.grad_scale_init) if precision.grad_scaler else None
     if checkpoint:
         optimizer.load_state_dict(checkpoint["optimizer"])
         if scaler is not None and checkpoint.get("scaler"):
@@ -125,5 +108,5 @@ def build_parts(cfg: TrainConfig, device: torch.device, world: int, checkpoint, 
     if isinstance(criterion, torch.nn.Module):             # l1+vgg: a frozen VGG19, on the model's device
         criterion = criterion.to(device)
         log(f"loss: L1 + {cfg.vgg_weight:g} x L1 of VGG19 conv5_4 features (fp32; sharper textures, lower PSNR)")
-    return TrainingParts(model_config, plain, wrapped, optimizer, amp_dtype, scaler, BatchNormGuard(plain),
-                         criterion, ema, channels_last)
+    return TrainingParts(model_config, plain, wrapped, optimizer, precision, scaler, BatchNormGuard(plain),
+                         criterion, ema)

@@ -38,4 +38,5 @@ def checkpoint_dict(state: TrainState, parts, cfg, world: int, split: dict) -> d
         "ema": parts.ema.state_dict() if parts.ema is not None else {},
         "model_config": parts.model_config, "train_config": asdict(cfg), "split": split, "world": world,
         "learning_rate": parts.optimizer.param_groups[0]["lr"], "rng": rng_state(),
+        "precision": parts.precision.as_dict(),
     }

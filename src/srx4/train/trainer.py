@@ -37,6 +37,7 @@ from srx4.runs.run_report import RunViews
 from srx4.runs.runlog import RunLog
 from srx4.train.config import TrainConfig
 from srx4.train.final_check import final_check, ranks_agree
+from srx4.train.loop_rules import BadSteps, EpochTally, Patience, RunClock, StepAgreement, TimeLimit
 from srx4.train.setup import build_parts
 from srx4.train.state import TrainState, checkpoint_dict
 from srx4.train.plan import SessionPlan, minutes, test_set_shape
@@ -88,7 +89,7 @@ class Trainer:
                      f"epoch ({self.state.samples_seen} seen, {world} process(es) now); learning rate "
                      f"{self.learning_rate():.6g}")
         if self.is_main:
-            write_json(self.run_dir / layout.CONFIG, asdict(cfg))
+            write_json(self.run_dir / layout.CONFIG, {**asdict(cfg), "precision": self.parts.precision.as_dict()})
         self.views = RunViews(self.run_dir, cfg, self.log, enabled=self.is_main)
 
     def _carry_over(self, source: Path):
@@ -127,9 +128,9 @@ class Trainer:
         """Scores the inference form of `model` (BatchNorm folded, channels-last: predict.py's
         outputs, 2x faster on a CPU) on `indices` of `dataset`."""
         fast = prepare_model(model, fold_bn=True, channels_last=self.cfg.channels_last)
-        amp = self.cfg.amp and self.device.type == "cuda"     # on a CPU fp32: exact across process counts
+        dtype = self.parts.precision.validate          # core/precision.py: fp32 on a CPU (exact across ranks)
         return validate(fast, dataset, self.device, self.cfg.scale, self.rank, self.world, indices,
-                        amp, self.cfg.amp_dtype, desc, quiet=self.cfg.quiet)
+                        dtype != "fp32", dtype if dtype != "fp32" else "auto", desc, quiet=self.cfg.quiet)
 
     def _eval_ready(self):
         """Make the BatchNorm running statistics those of the current weights (see train/step.py)."""
@@ -198,8 +199,56 @@ class Trainer:
             self.data.close()
 
     def _fit(self):
+        """The loop: for each epoch, for each step: agree, set the rate, step, count, stop?;
+        then validate, keep the best, save. The rules it steps by are train/loop_rules.py."""
+        cfg, has_val = self.cfg, len(self.data.val_set) > 0
+        plan, time_limit = self._before_loop(has_val)
+        patience, bad_steps = Patience(cfg.patience, SELECT_LABELS[self.select]), BadSteps(cfg.max_bad_steps)
+        clock = RunClock(self.is_main)
+        agreement = StepAgreement(self.world, self.device, clock)
+        self.limit_s, self.loop_started, stopped = time_limit.seconds, clock.started, None
+        self.first_step, self.plan_step = self.step + 1, self.step + PLAN_AFTER_STEPS
+
+        while self.state.epoch < cfg.epochs and stopped is None:
+            epoch, epoch_start, tally = self.state.epoch, time.time(), EpochTally()
+            self.parts.model.train()
+            batches = self._epoch_batches(epoch)
+            current = next(batches, None)
+            agreement.agree(current)            # then each step's own reduction carries the agreement
+            while current is not None:
+                upcoming = next(batches, None)  # looked at one step ahead, to agree on it in this step
+                batch, dropped = current
+                tally.dropped += dropped
+                if agreement.missing:           # some rank lost its whole batch: every rank skips the step
+                    tally.dropped += 0 if batch is None else batch[0].shape[0]
+                    agreement.agree(upcoming)
+                else:
+                    self.set_learning_rate(time_limit.share(agreement.used_s))
+                    step = self._train_step(batch, agreement.share(upcoming))
+                    agreement.after_step(step.shared)
+                    tally.add(step)
+                    self.state.skipped_steps += step.loss is None
+                    if step.loss is not None and self.parts.ema is not None:
+                        self.parts.ema.update(self.parts.plain_model)
+                    too_many = bad_steps.after(step.loss is not None)
+                    if too_many:
+                        raise RunStopped(f"{too_many} ({self._skip_reason(step.why)}) at step {self.step}: stopped; "
+                                         f"{self.run_dir / layout.CHECKPOINT} holds the last good state")
+                self._after_step(plan, upcoming is None)
+                stopped = time_limit.reached(agreement.used_s)     # rank 0's clock: every rank stops here
+                if stopped:
+                    break
+                current = upcoming
+            clock.last_val_s = self._end_epoch(epoch, tally, has_val, time.time() - epoch_start,
+                                               finished=not stopped)
+            stopped = stopped or patience.reached(self.state.since_best)
+        distributed.barrier(self.world)
+        self._summary(stopped)
+
+    def _before_loop(self, has_val: bool):
+        """Bicubic's validation figures, the start weights' (--init-weights), the prediction
+        estimate and session plan: (plan or None, the TimeLimit)."""
         cfg, log, data = self.cfg, self.log, self.data
-        has_val = len(data.val_set) > 0
         if self.state.bicubic is None and has_val:
             bicubic = self._validate(Bicubic(cfg.scale).to(self.device), data.val_set, data.val_subset, "bicubic")
             self.state.bicubic, self.state.bicubic_images = bicubic.figures(), bicubic.by_name()
@@ -217,93 +266,48 @@ class Trainer:
         if plan is not None and plan.session_s and limit_s <= 0:
             raise RunStopped(f"--session-hours {cfg.session_hours}: no time left to train after predicting, the "
                              f"CSV and --margin-minutes {cfg.margin_minutes}: predict with the weights you have")
-        first_step, plan_step = self.step + 1, self.step + PLAN_AFTER_STEPS
-        started, bad_in_row, stopped, last_val_s = time.time(), 0, None, 0.0
-        self.limit_s, self.loop_started = limit_s, started
+        return plan, TimeLimit(limit_s, limit_why)
 
-        def clock():
-            """Rank 0's seconds used against --time-limit (with room for one more validation).
-            Only rank 0's reading is ever used: every rank gets it in the step's reduction, so
-            the learning rate and the stop are the same on every rank (a rank's own clock
-            would give each its own rate, and DDP never re-syncs the weights)."""
-            return time.time() - started + last_val_s if self.is_main else 0.0
+    def _epoch_batches(self, epoch: int):
+        """This rank's (batch or None, dropped) items of `epoch` from where it stands, behind a
+        progress bar (rank 0)."""
+        self.bar = progress(self.data.epoch_batches(epoch, self.state.samples_in_epoch),
+                            total=len(self.data.sampler), desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="step",
+                            leave=False, quiet=self.cfg.quiet or not self.is_main)
+        return iter(self.bar)
 
-        while self.state.epoch < cfg.epochs and stopped is None:
-            epoch, epoch_start = self.state.epoch, time.time()
-            losses, dropped, skipped = [], 0, 0
-            self.parts.model.train()
-            bar = progress(data.epoch_batches(epoch, self.state.samples_in_epoch), total=len(data.sampler),
-                           desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
-                           quiet=cfg.quiet or not self.is_main)
-            batches = iter(bar)
-            current = next(batches, None)
-            # whether some rank lost its whole first batch, and the clock: agreed once an epoch;
-            # then each step's reduction carries both for the next step (one host sync a step)
-            missing, used_s = self._agree(current, clock())
-            while current is not None:
-                upcoming = next(batches, None)      # looked at one step ahead, to agree on it in this step
-                batch, n_dropped = current
-                dropped += n_dropped
-                if missing:  # some rank lost its whole batch: every rank skips the step, or DDP's collectives hang
-                    dropped += 0 if batch is None else batch[0].shape[0]
-                    missing, used_s = self._agree(upcoming, clock())
-                else:
-                    lr_imgs, hr_imgs = (to_float(t, self.device) for t in batch)   # (N,3,p,p), (N,3,sp,sp)
-                    if self.parts.channels_last:
-                        lr_imgs = lr_imgs.contiguous(memory_format=torch.channels_last)
-                    for group in self.parts.optimizer.param_groups:
-                        group["lr"] = self.learning_rate(used_s / limit_s if limit_s else 0.0)
-                    parts = self.parts
-                    step = train_step(parts.model, parts.optimizer, parts.scaler, lr_imgs, hr_imgs, parts.criterion,
-                                      parts.amp_dtype, self.world, cfg.grad_accum,
-                                      share=(self._lost(upcoming), clock()), guard=self.parts.bn_guard)
-                    missing, used_s = step.shared[0] > 0, step.shared[1]
-                    if step.loss is None:   # not applied on any rank; the weight average stays still too
-                        skipped, bad_in_row = skipped + 1, bad_in_row + 1
-                        self.state.skipped_steps += 1
-                        if bad_in_row >= cfg.max_bad_steps:
-                            raise RunStopped(f"{bad_in_row} steps in a row skipped ({self._skip_reason(step.why)}) "
-                                             f"at step {self.step}: stopped; {self.run_dir / layout.CHECKPOINT} holds "
-                                             f"the last good state")
-                    else:
-                        losses.append(step.loss)
-                        bad_in_row = 0
-                        if self.parts.ema is not None:
-                            self.parts.ema.update(self.parts.plain_model)
-                        bar.set_postfix(loss=f"{step.loss:.4f}")
-                self.step += 1
-                if self.step == first_step:
-                    log(f"first training step after {time.time() - self.created:.1f} s (scan, split, cache, "
-                        f"model, bicubic baseline)")
-                    first_done = time.time()
-                if self.step == plan_step or (upcoming is None and first_step < self.step < plan_step):
-                    self._log_plan(plan, (time.time() - first_done) / (self.step - first_step))
-                    plan_step = -1
-                global_batch = cfg.batch_size * self.world
-                self.state.samples_in_epoch += global_batch
-                self.state.samples_seen += global_batch
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    self.save_last()
-                if limit_s and used_s > limit_s:     # rank 0's clock, so every rank stops at this step
-                    stopped = f"{limit_why} reached"
-                    break
-                current = upcoming
-            train_s = time.time() - epoch_start
-            last_val_s = self._end_epoch(epoch, losses, dropped, skipped, has_val, train_s, finished=not stopped)
-            if not stopped and cfg.patience and self.state.since_best >= cfg.patience:
-                stopped = f"no better validation {SELECT_LABELS[self.select]} for {cfg.patience} epochs (--patience)"
-        distributed.barrier(self.world)
-        self._summary(stopped)
+    def set_learning_rate(self, time_share: float):
+        for group in self.parts.optimizer.param_groups:
+            group["lr"] = self.learning_rate(time_share)
 
-    @staticmethod
-    def _lost(item) -> float:
-        """1 when this rank's next step has no batch (every sample failed to load)."""
-        return 1.0 if item is not None and item[0] is None else 0.0
+    def _train_step(self, batch, share):
+        """One optimiser step on a (uint8 LR, uint8 HR) batch; `share` rides its reduction."""
+        parts = self.parts
+        lr_imgs, hr_imgs = (to_float(t, self.device) for t in batch)       # (N, 3, p, p), (N, 3, sp, sp)
+        if parts.channels_last:
+            lr_imgs = lr_imgs.contiguous(memory_format=torch.channels_last)
+        step = train_step(parts.model, parts.optimizer, parts.scaler, lr_imgs, hr_imgs, parts.criterion,
+                          parts.amp_dtype, self.world, self.cfg.grad_accum, share=share, guard=parts.bn_guard)
+        if step.loss is not None:
+            self.bar.set_postfix(loss=f"{step.loss:.4f}")
+        return step
 
-    def _agree(self, item, clock_s):
-        """(some rank lacks `item`'s batch, rank 0's clock) agreed by all ranks: one sync."""
-        lost, used_s = distributed.agree_values((self._lost(item), clock_s), self.world, self.device)
-        return lost > 0, used_s
+    def _after_step(self, plan, last_of_epoch: bool):
+        """Count the step's samples; the first step's and the plan's lines; --checkpoint-every."""
+        cfg = self.cfg
+        self.step += 1
+        if self.step == self.first_step:
+            self.log(f"first training step after {time.time() - self.created:.1f} s (scan, split, cache, "
+                     f"model, bicubic baseline)")
+            self.first_done = time.time()
+        if self.step == self.plan_step or (last_of_epoch and self.first_step < self.step < self.plan_step):
+            self._log_plan(plan, (time.time() - self.first_done) / (self.step - self.first_step))
+            self.plan_step = -1
+        global_batch = cfg.batch_size * self.world
+        self.state.samples_in_epoch += global_batch
+        self.state.samples_seen += global_batch
+        if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            self.save_last()
 
     def _skip_reason(self, why: str) -> str:
         if self.parts.scaler is not None:
@@ -321,7 +325,7 @@ class Trainer:
             left = min(left, max(0.0, self.limit_s - (time.time() - self.loop_started)))
         return left
 
-    def _end_epoch(self, epoch, losses, dropped, skipped, has_val, train_s, finished=True):
+    def _end_epoch(self, epoch, tally, has_val, train_s, finished=True):
         """Validate the subset, keep the best weights, save last.ckpt, log the row.
         An epoch cut by --time-limit is validated too (its weights are the coldest).
         Returns the seconds spent validating."""
@@ -341,7 +345,7 @@ class Trainer:
             self.state.epoch, self.state.samples_in_epoch = epoch + 1, 0
         self.save_last()
         val_s = time.time() - val_start
-        mean_loss = sum(losses) / max(len(losses), 1)
+        mean_loss, dropped, skipped = tally.mean_loss, tally.dropped, tally.skipped
         state, scaler = self.state, self.parts.scaler
         row = {"epoch": epoch + 1, "step": self.step, "samples": state.samples_seen, "train_loss": f"{mean_loss:.6f}",
                "learning_rate": f"{self.parts.optimizer.param_groups[0]['lr']:.3g}", "dropped_samples": dropped,
@@ -371,8 +375,8 @@ class Trainer:
     def _final_check_line(self) -> str:
         """What the end of the run does, and about how long, from the last epoch's validation."""
         data, rows = self.data, self.log.rows
-        count = len(data.guard_indices)
-        text = f"final check: the best weights and bicubic on {count} {data.guard_on} images"
+        count = len(data.final_check_indices)
+        text = f"final check: the best weights and bicubic on {count} {data.final_check_on} images"
         if rows and rows[-1].get("val_seconds") and data.val_subset:
             per_image = float(rows[-1]["val_seconds"]) / len(data.val_subset)
             text += f", about {minutes(1.5 * per_image * count)} at the last validation's pace"
@@ -383,8 +387,8 @@ class Trainer:
         if stopped:
             log(f"stopped early: {stopped}; resume with --resume {self.run_dir / layout.CHECKPOINT}")
         log(self._final_check_line())
-        final, bicubic, scored = final_check(self._validate, self.run_dir, self.parts.eval_model, data.guard_set,
-                                             data.guard_indices, self.cfg.scale, self.device)
+        final, bicubic, scored = final_check(self._validate, self.run_dir, self.parts.eval_model, data.final_check_set,
+                                             data.final_check_indices, self.cfg.scale, self.device)
         gain = final.psnr - bicubic.psnr
         subset = len(data.val_subset) < len(data.val_set)
         if state.bicubic and "epoch" in state.best and key_is_set(state.best, self.select):
@@ -393,11 +397,11 @@ class Trainer:
             log(f"best validation {SELECT_LABELS[key]} {state.best[key]:.3f} at {at}"
                 + (f" on the {len(data.val_subset)}-image subset scored each epoch" if subset else "")
                 + f" vs bicubic {state.bicubic[key]:.3f} ({state.best[key] - state.bicubic[key]:+.3f})")
-        log(f"best weights on {data.guard_on} ({final.images} images): PSNR {final.psnr:.3f} dB vs bicubic "
+        log(f"best weights on {data.final_check_on} ({final.images} images): PSNR {final.psnr:.3f} dB vs bicubic "
             f"{bicubic.psnr:.3f} dB ({gain:+.3f} dB); score {final.score:.3f} vs {bicubic.score:.3f}")
         worse = gain < 0
         if worse:
-            log(bicubic_warning(final.psnr, bicubic.psnr, data.guard_on))
+            log(bicubic_warning(final.psnr, bicubic.psnr, data.final_check_on))
         metric, why = leaderboard_metric(self.cfg.metric, paths.competition_slug(COMPETITION_METRICS))
         column = LEADERBOARD_COLUMNS[metric]
         leaderboard = {"metric": metric, "why": why, "model": final.figure(column), "bicubic": bicubic.figure(column)}
@@ -405,7 +409,7 @@ class Trainer:
         ranks = ranks_agree(self.rank, self.world, self.run_dir, scored,
                             (self.parts.plain_model, self.parts.eval_model), log)
         summary = {"run": self.run_dir.name, "best_epoch": state.best.get("epoch", 0), "best_subset": state.best,
-                   "checked_on": data.guard_on, "model": final.figures(), "bicubic": bicubic.figures(), "gain_db": gain,
+                   "final_check_on": data.final_check_on, "model": final.figures(), "bicubic": bicubic.figures(), "gain_db": gain,
                    "worse_than_bicubic": worse, "stopped": stopped or "", "epochs_done": state.epoch,
                    "epoch_seconds": round(sum(float(r["seconds"]) for r in self.log.rows), 1),
                    "skipped_steps": state.skipped_steps, "ranks": ranks, "leaderboard": leaderboard,
@@ -413,7 +417,7 @@ class Trainer:
         if self.is_main:
             write_json(self.run_dir / layout.SUMMARY, summary)
         log("writing the report (report.html, curves.png: the model run again on the images it shows)")
-        self.views.finish(final, data.guard_set, state.bicubic, bicubic.by_name(), self.device, summary)
+        self.views.finish(final, data.final_check_set, state.bicubic, bicubic.by_name(), self.device, summary)
         if self.is_main:
             paths.record_last_run(self.run_dir)
         log(f"weights: {self.run_dir / layout.WEIGHTS}  checkpoint: {self.run_dir / layout.CHECKPOINT}")
