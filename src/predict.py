@@ -57,8 +57,7 @@ class PredictConfig:
     fold_bn: bool = option(True, "fold BatchNorm into the convolutions (same outputs, faster)")
     channels_last: bool = option(True, CHANNELS_LAST_HELP)
     backend: str = option("auto", "torch; onnxruntime (exports the weights to ONNX first) or openvino (CPU), both "
-                                  "from requirements-extras.txt; auto = onnxruntime for a .onnx file, openvino on "
-                                  "a CPU without bf16 where installed, else torch",
+                                  "from requirements-extras.txt; auto = onnxruntime for a .onnx file, else torch",
                           choices=["auto", "torch", "onnxruntime", "openvino"])
     quiet: bool = option(False, "no progress bars or progress lines")
 

@@ -20,9 +20,7 @@ Speed: about 1 s per 1080p frame on 2 CPU cores with both protocols and the
     python src/score.py submissions/demo/png --hr data/demo/test/hr
     python src/score.py preds/ --hr benchmarks/Set5/HR --protocol paper
 """
-import queue
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,17 +28,17 @@ import pandas as pd
 import torch
 
 from srx4.core import paths
+from srx4.core.cli import option, parse_config, run_main
 from srx4.core.errors import JobFailed
 from srx4.core.io import atomic_write_text
-from srx4.core.cli import option, parse_config, run_main
-from srx4.image.codec import ImageError, image_size, list_images, read_image
-from srx4.core.system import resolve_device
 from srx4.core.progress import progress
-from srx4.runs.html import Cases, case_crops, table_html, write_report
-from srx4.image.scoring import (COMPETITION_METRICS, LEADERBOARD_COLUMNS, PROTOCOLS, bicubic_prediction,
-                                leaderboard_metric, score_images)
-from srx4.submit import submission_log
-from srx4.submit.submission import SubmissionError, iter_rows
+from srx4.core.system import resolve_device
+from srx4.image.codec import ImageError
+from srx4.image.scoring import COMPETITION_METRICS, LEADERBOARD_COLUMNS, PROTOCOLS, leaderboard_metric, score_images
+from srx4.runs.html import Cases, case_crops
+from srx4.runs.score_report import summary_lines, write_page
+from srx4.submit.predictions import load_all, lr_dir_for, predictions
+from srx4.submit.submission import SubmissionError
 
 
 @dataclass
@@ -57,114 +55,6 @@ class ScoreConfig:
                                  "the competition's, found under the Kaggle input or in data/competition.txt",
                          choices=["auto", *LEADERBOARD_COLUMNS])
     quiet: bool = option(False, "no progress bar")
-
-
-def predictions(source: Path, hr_dir: Path):
-    """(count, iterator of (name, uint8 image)) from a PNG folder or a CSV of either format
-    (an rle cell's size is its HR image's; a row's name is its filename, else its id)."""
-    if source.is_dir():
-        files = list_images(source)
-        return len(files), ((path.name, read_image(path)) for path in files)
-    with open(source, "rb") as f:              # one row per line (base64 has no line breaks)
-        count = max(0, sum(1 for _ in f) - 1)
-
-    def size_of(row_id, filename):
-        width, height = image_size(find_hr(hr_dir, filename or row_id))
-        return height, width
-    return count, ((filename or row_id, img) for row_id, filename, img in iter_rows(source, size_of))
-
-
-def find_hr(hr_dir: Path, name: str) -> Path:
-    for candidate in [hr_dir / name] + sorted(hr_dir.glob(Path(name).stem + ".*")):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{hr_dir}: no HR image for {name}")
-
-
-def load_all(items, hr_dir: Path, lr_dir: Path, default_scale: int):
-    """Yield (name, sr, hr, lr or None, bicubic or None, scale), decoded in a background thread one
-    image ahead, so decoding overlaps the scoring of the previous image."""
-    def load(name, sr):
-        hr_path = find_hr(hr_dir, name)
-        hr = read_image(hr_path, keep_grey=True)
-        lr_path = lr_dir / hr_path.name
-        if not lr_path.is_file():
-            return name, sr, hr, None, None, default_scale
-        lr = read_image(lr_path, keep_grey=True)
-        scale = hr.shape[0] // lr.shape[0]
-        return name, sr, hr, lr, bicubic_prediction(lr, scale), scale
-
-    ahead = queue.Queue(maxsize=2)
-
-    def produce():
-        try:
-            for name, sr in items:
-                ahead.put(load(name, sr))
-        except BaseException as err:         # handed to the consumer, which re-raises it
-            ahead.put(err)
-            return
-        ahead.put(None)
-
-    threading.Thread(target=produce, daemon=True).start()
-    while (item := ahead.get()) is not None:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-
-
-def summary_lines(table: pd.DataFrame, protocols, scale: int) -> list:
-    lines = [f"{len(table)} images, x{scale}"]
-    for protocol in protocols:
-        columns = protocol.columns()
-        lines.append(protocol.describe(scale))
-        for prefix, label in (("", "model"), ("bicubic_", "bicubic")):
-            if all(prefix + c in table for c in columns):
-                means = table[[prefix + c for c in columns]].mean()
-                lines.append(f"  {label:>8}: " + "  ".join(f"{c} {means[prefix + c]:.4f}" for c in columns))
-    rank_by = "score" if "score" in table else protocols[0].columns()[0]
-    lines.append(f"lowest {rank_by} first:" if len(table) <= 5 else f"the five lowest by {rank_by}:")
-    for row in table.nsmallest(min(5, len(table)), rank_by).itertuples():
-        lines.append(f"  {row.id:<30} {rank_by} {getattr(row, rank_by):.3f}")
-    return lines
-
-
-def write_page(path: Path, source: Path, table: pd.DataFrame, protocols, scale: int, cases):
-    """The report page: means per protocol, every image (lowest gain first), crops."""
-    means, cards = [], []
-    for protocol in protocols:
-        for prefix, label in (("", "model"), ("bicubic_", "bicubic")):
-            columns = [prefix + c for c in protocol.columns()]
-            if all(c in table for c in columns):
-                means.append({"protocol": protocol.name, "predictions": label, "images": len(table),
-                              **{c: table[prefix + c].mean() for c in protocol.columns()}})
-    headline = protocols[0].columns()[-1]
-    cards.append((f"model {headline}", f"{table[headline].mean():.3f}"))
-    if f"bicubic_{headline}" in table:
-        cards.append((f"bicubic {headline}", f"{table[f'bicubic_{headline}'].mean():.3f}"))
-    key = protocols[0].columns()[0]
-    images = table.copy()
-    if f"bicubic_{key}" in images:
-        images.insert(1, "gain (dB)", images[key] - images[f"bicubic_{key}"])
-        images = images.sort_values("gain (dB)")
-    else:
-        images = images.sort_values(headline)
-    sections = [("Means", table_html(means, formats={})),
-                ("Images, lowest gain first" if "gain (dB)" in images else f"Images, lowest {headline} first",
-                 '<div class="scroll">' + table_html(images.to_dict("records"), signed=("gain (dB)",),
-                                                     table_id="images") + "</div>")]
-    description = "; ".join(p.describe(scale) for p in protocols)
-    write_report(path, f"scores of {source.name}", f"{source} · x{scale} · {description}", cards, sections, cases)
-
-
-def lr_dir_for(source: Path, hr_dir: Path):
-    """The LR folder for the bicubic line when --lr is not given: lr/ beside the HR, else the
-    one predict.py recorded in the PNG folder (or, for a CSV, in the folder it was made from)."""
-    if (hr_dir.parent / "lr").is_dir():
-        return hr_dir.parent / "lr"
-    made = None if source.is_dir() else submission_log.entry_for(source)
-    png_dir = source if source.is_dir() else (Path(made["png_dir"]) if made and made.get("png_dir") else None)
-    recorded = submission_log.lr_dir_of(png_dir) if png_dir else None
-    return recorded if recorded and recorded.is_dir() else None
 
 
 def main(argv=None):

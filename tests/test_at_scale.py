@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from conftest import REPO, SHARED, TINY, make_pairs, needs_shared, run_ranks, run_script
 from srx4.data import cache as image_cache
 from srx4.data.patches import EpochBatches, samples_per_epoch
-from srx4.train.step import learning_rate_at
+from srx4.train.step import learning_rate_at, schedule_position
 from srx4.train.validate import size_batches, validate
 from srx4.data.cache import CacheError, ImageCache
 from srx4.core.precision import amp_dtype_for, for_inference, for_training
@@ -176,8 +176,11 @@ def test_sample_positions_mean_the_same_for_any_process_count():
     rest = [k for batch in EpochBatches(n, b, 42, 3, position, 0, 1) for k in batch]
     assert not set(seen) & set(rest) and sorted(seen + rest) == [(3, i) for i in range(n)]
     assert samples_per_epoch(n, b, 2) == samples_per_epoch(n, b, 1) == n
-    # the schedule is a function of samples: 20 samples = step 5 of one process = step 2.5 of two
-    assert learning_rate_at(20 / b, 100, 1e-3, "cosine") == pytest.approx(learning_rate_at(5, 100, 1e-3, "cosine"))
+    # the schedule is a function of samples: 10 steps of one process and 5 steps of two have seen the
+    # same 40 samples and stand at the same place, step 10, not at each process's own step count
+    one, two = schedule_position(10 * b * 1, b), schedule_position(5 * b * 2, b)
+    assert one == two == 10
+    assert learning_rate_at(two, 100, 1e-3, "cosine") != pytest.approx(learning_rate_at(5, 100, 1e-3, "cosine"))
 
 
 def test_the_warm_up_follows_the_clock_as_the_cosine_does():
@@ -335,7 +338,7 @@ def test_defaults_on_one_real_frame_do_not_fall_below_bicubic_on_the_other(tmp_p
                      env_extra={"SRX4_CPU_BF16": ""}).stdout
     from srx4.core.system import cpu_flags_have_bf16
     native = cpu_flags_have_bf16(open("/proc/cpuinfo").read())
-    assert ("mixed precision: torch.bfloat16, channels-last" in out) == native
+    assert ("precision: train bf16, channels-last; validate fp32" in out) == native
     assert "settings: " in out and "'num_blocks': 16, 'channels': 64, 'bicubic_residual': True}" in out
     steps = int(list(csv.DictReader(open(tmp_path / "logs/real/metrics.csv")))[-1]["step"])
     assert steps == 8 * 48 // 16

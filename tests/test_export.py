@@ -153,3 +153,25 @@ def test_bicubic_residual_convolution_is_the_matlab_resize(scale):
     assert torch.allclose(BicubicUpscale(scale)(x.float()), resize_tensor(x, scale).float(), atol=1e-6)
     for model in (SRResNet(scale, 1, 8, bicubic_residual=True), SRCNN(scale)):    # weights files unchanged
         assert not any("bicubic" in k for k in model.state_dict())
+
+
+def test_openvino_backend_predicts_like_torch_and_is_named_in_the_manifest(learned, tmp_path):
+    """predict.py --backend openvino (the folded model converted in memory, compiled for the
+    CPU): the same files within 1 grey level of torch's, fp32 with --no-amp as with torch;
+    its folder's manifest names the backend, so torch will not mix its PNGs in silently."""
+    need_module("openvino")
+    work, run, test = learned
+    for name, args in (("torch", ["--no-amp"]), ("openvino", ["--no-amp", "--backend", "openvino"]),
+                       ("openvino_auto", ["--backend", "openvino"])):
+        out = run_script("predict.py", "--weights", run, *args, "--input", test / "lr", "--output", tmp_path / name,
+                         "--device", "cpu", work=work)
+        assert ("OpenVINO on the CPU" in out.stdout) == name.startswith("openvino")
+    reference = pngs(tmp_path / "torch")
+    for name in ("openvino", "openvino_auto"):
+        got = pngs(tmp_path / name)
+        assert got.keys() == reference.keys()
+        assert max(int(np.abs(got[k] - reference[k]).max()) for k in got) <= 1, name
+    assert json.loads((tmp_path / "openvino" / ".srx4-weights.json").read_text())["backend"] == "openvino"
+    mixed = run_script("predict.py", "--weights", run, "--input", test / "lr", "--output", tmp_path / "openvino",
+                       "--device", "cpu", work=work, check=False)
+    assert mixed.returncode == 2 and "written by other weights" in mixed.stderr

@@ -62,7 +62,7 @@ def test_a_model_that_cannot_run_fp16_trains_fp32_under_ddp(tmp_path, free_port)
              "--device", "cpu", "--threads", "1", "--sample-every", "0", "--bn-refresh", "0",
              "--amp-dtype", "fp16", "--cache-dir", tmp_path / "cache", tmp_path=tmp_path)
     log = (tmp_path / "logs/swin/train.log").read_text()
-    assert "SwinIR does not run in torch.float16: fp32" in log
+    assert "precision: train fp32; validate fp32" in log and "the model does not run in fp16" in log
     assert "GradScaler" not in log
 
 
@@ -119,11 +119,16 @@ def test_skipped_fp16_steps_are_counted_keep_the_average_still_and_stop_a_run(tm
 # 5: memory: the cap, and a tile size that worked -------------------------------------------------
 def test_the_memory_budget_keeps_within_the_cap():
     gib = 2**30
-    assert gpu_memory.budget(free=120 * gib, cap=0, reserved=0) == 120 * gib          # no cap: the card
-    assert gpu_memory.budget(free=120 * gib, cap=14 * gib, reserved=4 * gib) == 10 * gib
-    assert gpu_memory.budget(free=2 * gib, cap=14 * gib, reserved=4 * gib) == 2 * gib  # the card is fuller
-    assert gpu_memory.budget(free=120 * gib, cap=14 * gib, reserved=15 * gib) == 0
+    assert gpu_memory.budget(free=120 * gib, cap=0, reserved=0, allocated=0) == 120 * gib   # no cap: the card
+    assert gpu_memory.budget(free=120 * gib, cap=14 * gib, reserved=4 * gib, allocated=4 * gib) == 10 * gib
+    assert gpu_memory.budget(free=2 * gib, cap=14 * gib, reserved=4 * gib, allocated=4 * gib) == 2 * gib  # card fuller
+    assert gpu_memory.budget(free=120 * gib, cap=14 * gib, reserved=15 * gib, allocated=14 * gib) == 0
+    # blocks the allocator keeps cached after a step are this process's to reuse: under a T4's cap
+    # with 12 GiB cached but 2 GiB in use, 12 GiB are there for validation tiles, not the card's 0.5
+    assert gpu_memory.budget(free=gib // 2, cap=14 * gib, reserved=12 * gib, allocated=2 * gib) == 10.5 * gib
+    assert gpu_memory.budget(free=gib // 2, cap=0, reserved=12 * gib, allocated=2 * gib) == 10.5 * gib
     assert gpu_memory.cap_bytes(torch.device("cuda:3")) == 0                          # none set
+    assert gpu_memory.device_index(torch.device("cuda:1")) == 1      # --device cuda:1: GPU 1's cap, not LOCAL_RANK's
 
 
 class OutOfMemoryAbove(torch.nn.Module):
@@ -222,7 +227,7 @@ def test_fp16_rehearsal_two_ranks_ema_grad_accum_beats_bicubic(tmp_path, free_po
     model, _ = load_model(run / "best.safetensors")
     assert all(torch.isfinite(p).all() for p in model.state_dict().values())
     log = (run / "train.log").read_text()
-    assert "mixed precision: torch.float16 with a GradScaler (CPU autocast" in log
+    assert "precision: train fp16 with a GradScaler; validate fp32; on CPU" in log
     assert log.count("fp16 GradScaler:") == 6 and "x 2 processes" in log
     fingerprints = {r["weights_fingerprint"] for r in summary["ranks"]}
     assert len(fingerprints) == 1

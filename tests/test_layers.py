@@ -5,6 +5,8 @@ import ast
 
 from conftest import REPO
 
+SRC = REPO / "src"
+
 PACKAGE = REPO / "src" / "srx4"
 # a package may import the ones of a lower rank; one rank = one level (data and models
 # are side by side and know nothing of each other)
@@ -76,3 +78,21 @@ def test_the_rule_is_not_vacuous():
 def test_the_package_finds_the_repo_from_its_folder():
     from srx4.core import paths
     assert paths.REPO == REPO and (paths.REPO / "README.md").is_file()
+
+
+def test_run_folder_names_are_spelt_once():
+    """core/layout.py holds every file name of a run folder; no module gives one a second
+    name (`NAME = layout.X`) or spells a name out as a literal of its own."""
+    import re
+    names = [line.split(" = ")[1].strip('"') for line in (SRC / "srx4/core/layout.py").read_text().splitlines()
+             if re.match(r'^[A-Z_]+ = "[^"{]+"$', line)]
+    assert "best.safetensors" in names and "last.ckpt" in names
+    for path in list(SRC.rglob("*.py")):
+        if path.name == "layout.py":
+            continue
+        text = path.read_text()
+        assert not re.search(r"^\w+ = layout\.\w+", text, re.M), f"{path}: re-exports a layout name"
+        for name in ("best.safetensors", "last.ckpt", "summary.json", "split.json", "hygiene.json", "plan.json",
+                     "last_run.json", ".srx4-weights.json"):
+            code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+            assert f'"{name}"' not in code and f"'{name}'" not in code, f"{path}: spells {name} itself"

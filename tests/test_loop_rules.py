@@ -6,7 +6,7 @@ import time
 from types import SimpleNamespace
 
 from conftest import run_ranks
-from srx4.train.loop_rules import BadSteps, EpochTally, Patience, RunClock, StepAgreement, TimeLimit, lost
+from srx4.train.loop_rules import BadSteps, EpochTally, Patience, RunClock, TimeLimit, lost
 
 
 def test_bad_steps_stop_only_at_the_limit_in_a_row():

@@ -83,3 +83,18 @@ def test_fast_inference_path_equals_the_plain_one():
     fast = super_resolve(prepare_model(model), lr, tile=0)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepare_model(model).modules())
     assert (fast - plain).abs().max().item() < 1e-4
+
+
+def test_each_model_class_defaults_to_what_train_py_trains():
+    """SRResNet() is the net `python src/train.py` trains (bicubic residual on), and so on for
+    every architecture; a model.json from before the key existed still means the plain net."""
+    from dataclasses import asdict
+    from srx4.models import ARCHS, model_config_from_flags
+    from srx4.train.config import TrainConfig
+    for name, cls in ARCHS.items():
+        if cls.__name__ == "ForeignModel":        # built from a file, never from flags
+            continue
+        assert cls(4).config() == model_config_from_flags(asdict(TrainConfig(model=name))), name
+    assert SRResNet().config()["bicubic_residual"] is True
+    old = build_model({"name": "srresnet", "scale": 4, "num_blocks": 1, "channels": 8})
+    assert old.config()["bicubic_residual"] is False

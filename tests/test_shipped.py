@@ -11,6 +11,7 @@ from conftest import REPO, run_script
 SHIPPED = sorted(p.name for p in (REPO / "weights").iterdir() if (p / "best.safetensors").is_file())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_weights_are_what_their_card_says(name, tmp_path):
     folder = REPO / "weights" / name

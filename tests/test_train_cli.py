@@ -155,57 +155,95 @@ def hostile_folder(root):
     return folder
 
 
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory):
+    """One 2-epoch run on hostile_folder(), shared by the tests below: (work folder, data folder,
+    the run's CompletedProcess)."""
+    work = tmp_path_factory.mktemp("hostile")
+    folder = hostile_folder(work / "data")
+    return work, folder, train(work, folder, "--epochs", "2", "--run", "h", "--val-fraction", "0.3")
+
+
 @pytest.mark.slow
-def test_hostile_training_folder_is_reported_and_the_run_finishes(tmp_path):
-    folder = hostile_folder(tmp_path / "data")
-    out = train(tmp_path, folder, "--epochs", "2", "--run", "h", "--val-fraction", "0.3")
-    report = json.loads((tmp_path / "logs/h/hygiene.json").read_text())
+def test_hostile_folder_names_every_file_it_leaves_out(hostile_run):
+    work, _, out = hostile_run
+    report = json.loads((work / "logs/h/hygiene.json").read_text())
     named = " ".join(n for names in report["problems"].values() for n in names)
     for bad in ("zero.png", "truncated.png", "corrupt_idat.png", "text.png", "lr/x.png", "lr/.DS_Store",
                 "hr/Thumbs.db", "lr_only.png", "hr_only.png", "wrong_size.png"):
         assert bad in named, bad
-    split = json.loads((tmp_path / "logs/h/split.json").read_text())
+    # the undecodable pairs are counted once, as left out, and leave the split: no epoch cuts patches to drop
+    split = json.loads((work / "logs/h/split.json").read_text())
+    used = set(split["train"] + split["val"])
+    assert report["used"] == len(used) and "hr/truncated.png" in named and "hr/corrupt_idat.png" in named
+    assert not {"truncated.png", "corrupt_idat.png"} & used
+    assert "[ WARN" not in out.stdout + out.stderr and "libpng" not in out.stdout + out.stderr   # OpenCV's own lines
+
+
+@pytest.mark.slow
+def test_hostile_folder_trains_on_odd_but_readable_files(hostile_run):
+    work, _, out = hostile_run
+    report = json.loads((work / "logs/h/hygiene.json").read_text())
+    split = json.loads((work / "logs/h/split.json").read_text())
     used = set(split["train"] + split["val"])
     for fine in ("grey mode.png", "palette_é.png", "rgba.png", "deep16.png", "jpeg_bytes.png"):
         assert fine in used, fine
     # tiny.png is used (for validation), so it is a note, not among the files left out
-    assert "tiny.png" in split["val"] and "tiny.png" not in named
+    assert "tiny.png" in split["val"]
     assert report["notes"] == {"smaller than the 8px patch (validation only)": ["tiny.png"]}
-    # the undecodable pairs are counted once, as left out, and leave the split: no epoch cuts patches to drop
-    assert report["used"] == len(used) and "hr/truncated.png" in named and "hr/corrupt_idat.png" in named
-    assert not {"truncated.png", "corrupt_idat.png"} & used
     assert f"split: {len(split['train'])} train, {len(split['val'])} val" in out.stdout
     assert f"{report['used']} pairs used" in out.stdout
-    assert "[ WARN" not in out.stdout + out.stderr and "libpng" not in out.stdout + out.stderr   # OpenCV's own lines
+
+
+@pytest.mark.slow
+def test_hostile_run_says_where_it_stands_and_finishes(hostile_run):
+    work, _, out = hostile_run
     assert "best validation PSNR" in out.stdout
     first_epoch = next(line for line in out.stdout.splitlines() if line.startswith("epoch 1/2"))
     assert "| the run: about" in first_epoch                  # the whole run's time left, not only the epoch's
     assert "final check: the best weights and bicubic on" in out.stdout and "writing the report" in out.stdout
+    assert "report.html not written" not in (work / "logs/h/train.log").read_text()
 
-    # the training set held "on the device" (the CPU here) gives the same run, bit for bit
-    on = train(tmp_path, folder, "--epochs", "2", "--run", "h_on", "--val-fraction", "0.3", "--device-data", "on")
+
+@pytest.mark.slow
+def test_training_images_held_on_the_device_give_the_same_run(hostile_run):
+    """--device-data on (the CPU here) crops and flips where the images are held: the same
+    run, bit for bit, as the DataLoader's."""
+    work, folder, _ = hostile_run
+    on = train(work, folder, "--epochs", "2", "--run", "h_on", "--val-fraction", "0.3", "--device-data", "on")
     assert "crops and flips done there" in on.stdout
-    dropped = [[int(row["dropped_samples"]) for row in csv.DictReader(open(tmp_path / f"logs/{r}/metrics.csv"))]
+    dropped = [[int(row["dropped_samples"]) for row in csv.DictReader(open(work / f"logs/{r}/metrics.csv"))]
                for r in ("h", "h_on")]
     assert dropped[0] == dropped[1] == [0, 0]          # the bad pairs left the split before the epochs
-    a, b = (load_file(tmp_path / f"logs/{r}/best.safetensors") for r in ("h", "h_on"))
+    a, b = (load_file(work / f"logs/{r}/best.safetensors") for r in ("h", "h_on"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    table = run_script("inspect_run.py", work / "logs/h", work / "logs/h_on", work=work).stdout
+    header = table.splitlines()[0]
+    assert "device_data" in header and "| h |" in table and "| h_on |" in table and "num_blocks" not in header
 
-    # inspect_run.py reads the hostile run's counts back, and compares the two runs
-    shown = json.loads(run_script("inspect_run.py", tmp_path / "logs/h", "--json", work=tmp_path).stdout)
+
+@pytest.mark.slow
+def test_inspect_run_reads_a_hostile_run_back(hostile_run):
+    work, _, _ = hostile_run
+    report = json.loads((work / "logs/h/hygiene.json").read_text())
+    split = json.loads((work / "logs/h/split.json").read_text())
+    shown = json.loads(run_script("inspect_run.py", work / "logs/h", "--json", work=work).stdout)
     assert shown["hygiene"]["used"] == report["used"]
     assert shown["hygiene"]["problems"] == {k: len(v) for k, v in report["problems"].items()}
     assert shown["split"] == {"train": len(split["train"]), "val": len(split["val"])}
-    table = run_script("inspect_run.py", *sorted((tmp_path / "logs").iterdir()), work=tmp_path).stdout
-    header = table.splitlines()[0]
-    assert "device_data" in header and "| h |" in table and "| h_on |" in table and "num_blocks" not in header
-    assert "report.html not written" not in (tmp_path / "logs/h/train.log").read_text()
-    # and export.py checks its ONNX file on the hostile LR folder, passing over what cannot be read
-    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
-        done = run_script("export.py", "--weights", tmp_path / "logs/h", "--check-on", folder / "lr", work=tmp_path)
-        assert "left out (unreadable):" in done.stdout and "zero.png" in done.stdout
-        assert (tmp_path / "logs/h/model.onnx").is_file()
-        assert re.search(r"ONNX Runtime vs torch: max [01] grey", done.stdout), done.stdout
+    assert shown["final"]["final_check_on"] == "validation"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx")),
+                    reason="needs requirements-extras.txt")
+def test_export_checks_onnx_on_the_hostile_lr_folder(hostile_run):
+    """export.py compares ONNX Runtime with torch on every readable LR file, passing over the rest."""
+    work, folder, _ = hostile_run
+    done = run_script("export.py", "--weights", work / "logs/h", "--check-on", folder / "lr", work=work)
+    assert "left out (unreadable):" in done.stdout and "zero.png" in done.stdout
+    assert (work / "logs/h/model.onnx").is_file()
+    assert re.search(r"ONNX Runtime vs torch: max [01] grey", done.stdout), done.stdout
 
 
 def test_empty_folder_is_one_clear_error(tmp_path):

@@ -16,9 +16,10 @@ T4_TOTAL_BYTES = 15_843_721_216    # what torch reports as a T4's total memory (
 _caps = {}                         # device index -> bytes this process may allocate
 
 
-def limit(gb: float, index: int = 0) -> str:
-    """Cap this process's allocator on GPU `index` at `gb` GiB (0 = no cap). Returns a
+def limit(gb: float, device) -> str:
+    """Cap this process's allocator on the CUDA `device` at `gb` GiB (0 = no cap). Returns a
     line for the log saying what the cap means on this card."""
+    index = device_index(device)
     if not gb:
         _caps.pop(index, None)
         return ""
@@ -44,16 +45,24 @@ def cap_bytes(device) -> int:
     return _caps.get(device.index if device.index is not None else torch.cuda.current_device(), 0)
 
 
-def budget(free: int, cap: int, reserved: int) -> int:
-    """Bytes a new allocation may take: the card's `free` memory, and within a `cap`
-    (0 = none) what this process has not reserved yet."""
+def budget(free: int, cap: int, reserved: int, allocated: int) -> int:
+    """Bytes a new allocation may take: the card's `free` memory plus the blocks this
+    process's allocator holds cached but unused (`reserved - allocated`: reused before the
+    card is asked), and within a `cap` (0 = none) what this process has not allocated."""
+    available = free + max(reserved - allocated, 0)
     if cap:
-        free = min(free, cap - reserved)
-    return max(int(free), 0)
+        available = min(available, cap - allocated)
+    return max(int(available), 0)
 
 
 def free_bytes(device) -> int:
     """What this process may still allocate on the CUDA `device` (see `budget`)."""
     device = torch.device(device)
     free, _ = torch.cuda.mem_get_info(device)
-    return budget(free, cap_bytes(device), torch.cuda.memory_reserved(device))
+    return budget(free, cap_bytes(device), torch.cuda.memory_reserved(device), torch.cuda.memory_allocated(device))
+
+
+def device_index(device) -> int:
+    """The GPU index of a resolved CUDA device (`--device cuda:1` is GPU 1 whatever the rank)."""
+    device = torch.device(device)
+    return device.index if device.index is not None else torch.cuda.current_device()

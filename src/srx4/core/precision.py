@@ -79,6 +79,8 @@ def for_inference(device, amp: bool = True, choice: str = "auto", spec=None):
 def device_name(device) -> str:
     device = torch.device(device)
     if device.type == "cuda":
+        if not torch.cuda.is_available():        # a decision made for a GPU elsewhere (tests, plans)
+            return str(device)
         major, minor = torch.cuda.get_device_capability(device)
         return f"{torch.cuda.get_device_name(device)} (compute capability {major}.{minor})"
     return f"CPU ({'with' if cpu_has_bf16() else 'without'} native bf16)"

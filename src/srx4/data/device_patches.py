@@ -44,6 +44,9 @@ class FlatImages:
         self.offsets = torch.from_numpy(offsets).to(device)                 # (images,)
         self.widths = torch.tensor(widths, dtype=torch.int64).to(device)     # (images,)
         self.buffer = torch.empty(max(sum(sizes), 1), dtype=torch.uint8, device=device)
+        # made once: a tensor built from host data in crops() would be a blocking copy every step
+        self.orders = torch.as_tensor(CHANNEL_ORDERS, device=device)                  # (orders, 3)
+        self.channels = torch.arange(3, device=device).view(1, 3, 1, 1)
         for img, start, size in zip(images, offsets, sizes):
             if size:  # np.array: a private, writable copy (memory-mapped caches are read-only)
                 self.buffer[start:start + size].copy_(torch.from_numpy(np.array(img).reshape(-1)))
@@ -61,11 +64,7 @@ class FlatImages:
         y = torch.where(vflip.bool(), size - 1 - y, y)                       # (N, size, size)
         x = torch.where(hflip.bool(), size - 1 - x, x)
         pixel = self.offsets[image] + ((factor * top + y) * self.widths[image] + (factor * left + x)) * 3
-        if colour:
-            orders = torch.as_tensor(CHANNEL_ORDERS, device=self.buffer.device)
-            channel = orders[order.view(-1)].view(-1, 3, 1, 1)                 # (N, 3, 1, 1)
-        else:
-            channel = torch.arange(3, device=self.buffer.device).view(1, 3, 1, 1)
+        channel = self.orders[order.view(-1)].view(-1, 3, 1, 1) if colour else self.channels   # (N or 1, 3, 1, 1)
         out = self.buffer[pixel.unsqueeze(1) + channel]                      # (N, 3, size, size)
         if colour:
             out = torch.where(invert.view(-1, 1, 1, 1).bool(), 255 - out, out)
@@ -103,7 +102,10 @@ class DevicePatches:
         image = index % self.images
         draws = crop_draws(self.seed, epoch, index, self.lr_heights[image], self.lr_widths[image], self.patch_size)
         where = np.concatenate([image[:, None], draws], axis=1)  # (N, 8): image, crop, flips, invert, order
-        where = torch.from_numpy(where).to(self.device, non_blocking=True)  # one small copy, no sync
+        where = torch.from_numpy(where)
+        if self.device.type == "cuda":      # pinned: the one small copy a step is truly asynchronous
+            where = where.pin_memory()
+        where = where.to(self.device, non_blocking=True)
         lr = self.lr.crops(where, self.patch_size, colour=self.colour)                          # (N, 3, p, p)
         hr = self.hr.crops(where, self.scale * self.patch_size, factor=self.scale, colour=self.colour)  # (N, 3, sp, sp)
         return (lr, hr), dropped

@@ -113,15 +113,16 @@ class BicubicUpscale(torch.nn.Module):
         self.register_buffer("weight", kernel.repeat(channels, 1, 1, 1).float(), persistent=False)
 
     def forward(self, x):                                                     # (N, C, H, W)
-        # fp32 on a GPU (no autocast) is computed in float64 and rounded once: cuDNN would
-        # otherwise run it in TF32 (10-bit mantissa, on by default from Ampere on), up to
-        # ~1e-3 off. Under autocast it runs in fp16/bf16 like the network it feeds.
-        wide = x.is_cuda and x.dtype == torch.float32 and not torch.is_autocast_enabled()
-        x_in = x.double() if wide else x
-        padded = torch.nn.functional.pad(x_in, (2, 2, 2, 2), mode="replicate")  # (N, C, H + 4, W + 4)
-        phases = torch.nn.functional.conv2d(padded, self.weight.to(x_in.dtype), groups=self.channels)  # (N, C s^2, H, W)
-        out = torch.nn.functional.pixel_shuffle(phases, self.scale)           # (N, C, sH, sW)
-        return out.float() if wide else out
+        # fp32 on a GPU (no autocast) runs as two fp32 matmuls, one per axis: cuDNN would run
+        # the conv in TF32 (10-bit mantissa, on by default from Ampere on), up to ~1e-3 off,
+        # while torch's matmuls stay full fp32 (torch.backends.cuda.matmul.allow_tf32 is off by
+        # default); float64, the other way to be exact, runs at 1/32 rate on a T4. Under
+        # autocast it runs in fp16/bf16 like the network it feeds.
+        if x.is_cuda and x.dtype == torch.float32 and not torch.is_autocast_enabled():
+            return _upscale_axis(_upscale_axis(x, -2, self.scale), -1, self.scale)
+        padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")  # (N, C, H + 4, W + 4)
+        phases = torch.nn.functional.conv2d(padded, self.weight.to(x.dtype), groups=self.channels)  # (N, C s^2, H, W)
+        return torch.nn.functional.pixel_shuffle(phases, self.scale)          # (N, C, sH, sW)
 
 
 def round_half_away(x: torch.Tensor) -> torch.Tensor:

@@ -24,12 +24,18 @@ class ResidualBlock(nn.Module):
 
 class SRResNet(ResidualTrunk):
     """Args: scale 2, 3 or 4; num_blocks (16 in the paper); channels (64); bicubic_residual:
-    learn SR - bicubic(LR), the tail starting at zero so an untrained net is bicubic."""
+    learn SR - bicubic(LR), the tail starting at zero so an untrained net is bicubic (True,
+    as train.py trains it; the paper's net is False)."""
     name = "srresnet"
     demo_preset = {"num_blocks": 4, "channels": 32}
     train_flags = ("num_blocks", "channels", "bicubic_residual")
 
-    def __init__(self, scale: int = 4, num_blocks: int = 16, channels: int = 64, bicubic_residual: bool = False):
+    @classmethod
+    def from_config(cls, config: dict, state: dict = None):
+        """A model.json written before bicubic_residual was recorded meant the plain net."""
+        return super().from_config({"bicubic_residual": False, **config}, state)
+
+    def __init__(self, scale: int = 4, num_blocks: int = 16, channels: int = 64, bicubic_residual: bool = True):
         super().__init__(scale)
         self.remember(num_blocks=num_blocks, channels=channels, bicubic_residual=bicubic_residual)
         # head 4, 2 per block, body tail 1, upsampling and tail convs <= 3 LR px

@@ -22,7 +22,6 @@ import torch
 
 from srx4.core import layout, paths
 from srx4.core.io import file_sha256
-from srx4.core.system import cpu_has_bf16
 from srx4.models.weights import WeightsError, resolve_weights
 from srx4.predict.inference import Ensemble, prepare_model
 from srx4.predict import openvino
@@ -86,16 +85,12 @@ def warn_if_worse_than_bicubic(weights: Path):
 
 
 def resolve_backend(backend: str, weights: Path, device) -> str:
-    """auto: ONNX Runtime for a .onnx file; OpenVINO on a CPU without bf16 where it is
-    installed (faster than torch in fp32 there, level in bf16: benchmarks/bench_predict.py);
-    else torch."""
+    """auto: ONNX Runtime for a .onnx file, else torch. OpenVINO is offered, not chosen:
+    whole process it measured level with torch (fp32 and bf16) and ONNX Runtime slower
+    (benchmarks/bench_predict.py, RESULTS.md)."""
     if backend != "auto":
         return backend
-    if weights.suffix == ".onnx":
-        return "onnxruntime"
-    if torch.device(device).type == "cpu" and openvino.available() and not cpu_has_bf16():
-        return "openvino"
-    return "torch"
+    return "onnxruntime" if weights.suffix == ".onnx" else "torch"
 
 
 def _load(weights: Path, device, backend: str):

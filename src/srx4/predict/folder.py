@@ -126,7 +126,8 @@ def check_manifest(out_dir: Path, identity: dict, overwrite: bool, lr_dir: Path)
     manifest = out_dir / layout.PNG_MANIFEST
     if manifest.is_file():
         previous = json.loads(manifest.read_text())
-        same = {k: previous.get(k) for k in identity} == identity
+        same = ({k: previous.get(k) for k in identity} == identity       # a torch identity has no "backend"
+                and previous.get("backend", "torch") == identity.get("backend", "torch"))
         if not same and not overwrite:
             raise WeightsError(f"{out_dir}: written by other weights ({previous.get('weights', previous.get('model'))}"
                                f"); pass --overwrite to replace, or choose another --output")

@@ -35,11 +35,12 @@ class WeightAverage:
     def update(self, model: torch.nn.Module):
         """Move the average toward `model`'s current weights (one call per optimizer step)."""
         weight = 1.0 - self.decay_now()
-        averaged = [p for p in self.model.parameters()]
-        current = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(averaged, current, weight)
-        for mine, theirs in zip(self.model.buffers(), model.buffers()):
-            mine.copy_(theirs)
+        # two foreach calls, whatever the model's size: one launch each on a GPU (the loop over
+        # 100 buffers of SRResNet-16 it replaces was 100 launches a step)
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], weight)
+        mine, theirs = list(self.model.buffers()), list(model.buffers())
+        if mine:
+            torch._foreach_copy_(mine, theirs)
         self.updates += 1
 
     def state_dict(self) -> dict:

@@ -19,6 +19,13 @@ import torch.distributed as dist
 from srx4.train.losses import loss_fn
 
 
+def schedule_position(samples_seen: int, batch_size: int) -> float:
+    """Where the schedule stands, in one process's steps: a function of the samples seen, so
+    a run resumed with another number of processes (each step then takes batch x world
+    samples) goes on at the same rate."""
+    return samples_seen / batch_size
+
+
 def learning_rate_at(step: float, total_steps: float, base: float, schedule: str, warmup: int = 0,
                      time_share: float = 0.0) -> float:
     """The rate at `step` of `total_steps`; `time_share` (elapsed / --time-limit) moves the
@@ -147,3 +154,17 @@ def refresh_batchnorm(model, batches, amp_dtype=None, channels_last=False) -> in
     return used
 
 
+
+
+def out_of_memory_line(rank: int, world: int, device, batch: int, patch: int, scale: int, dtype: str,
+                       micro: int) -> str:
+    """The one line a training step's out-of-memory error becomes: which rank and GPU, the
+    step's size, the memory in use, and what to lower."""
+    used = ""
+    if torch.device(device).type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        used = f"; {torch.cuda.max_memory_allocated(device) / 2**30:.1f} of {total / 2**30:.1f} GiB at the peak"
+    who = f"rank {rank} of {world} ({device})" if world > 1 else str(device)
+    return (f"{who}: out of GPU memory in a training step: batch {batch} of {patch} px LR patches "
+            f"({patch * scale} px HR), {dtype}, {micro} micro-batch(es){used}: lower --batch-size or "
+            f"--patch-size, raise --grad-accum, or add --activation-checkpointing")

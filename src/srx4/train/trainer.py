@@ -41,7 +41,8 @@ from srx4.train.loop_rules import BadSteps, EpochTally, Patience, RunClock, Step
 from srx4.train.setup import build_parts
 from srx4.train.state import TrainState, checkpoint_dict
 from srx4.train.plan import SessionPlan, minutes, test_set_shape
-from srx4.train.step import learning_rate_at, refresh_batchnorm, train_step
+from srx4.train.step import (learning_rate_at, out_of_memory_line, refresh_batchnorm, schedule_position,
+                             train_step)
 from srx4.train.validate import validate
 
 REFRESH_EPOCH = 2**31 - 1
@@ -112,13 +113,18 @@ class Trainer:
     def learning_rate(self, time_share: float = 0.0):
         cfg = self.cfg
         warmup = cfg.warmup_steps if cfg.warmup_steps >= 0 else min(500, int(self._total_steps() // 20))
-        return learning_rate_at(self.state.samples_seen / cfg.batch_size, self._total_steps(), cfg.learning_rate,
-                                cfg.schedule, warmup, time_share)
+        return learning_rate_at(schedule_position(self.state.samples_seen, cfg.batch_size), self._total_steps(),
+                                cfg.learning_rate, cfg.schedule, warmup, time_share)
 
-    def save_last(self):
+    def _check_finite(self):
+        """Stop before writing anything when the weights (or their average) are not finite."""
         models = [self.parts.plain_model] + ([self.parts.ema.model] if self.parts.ema is not None else [])
         if not all(torch.isfinite(p).all() for m in models for p in m.parameters()):
-            raise RunStopped("non-finite weights: last checkpoint left as it was; lower --learning-rate")
+            raise RunStopped("non-finite weights: last checkpoint and best weights left as they were; lower "
+                             "--learning-rate")
+
+    def save_last(self):
+        self._check_finite()
         if not self.is_main:
             return
         save_checkpoint(self.run_dir / layout.CHECKPOINT,
@@ -286,8 +292,14 @@ class Trainer:
         lr_imgs, hr_imgs = (to_float(t, self.device) for t in batch)       # (N, 3, p, p), (N, 3, sp, sp)
         if parts.channels_last:
             lr_imgs = lr_imgs.contiguous(memory_format=torch.channels_last)
-        step = train_step(parts.model, parts.optimizer, parts.scaler, lr_imgs, hr_imgs, parts.criterion,
-                          parts.amp_dtype, self.world, self.cfg.grad_accum, share=share, guard=parts.bn_guard)
+        try:
+            step = train_step(parts.model, parts.optimizer, parts.scaler, lr_imgs, hr_imgs, parts.criterion,
+                              parts.amp_dtype, self.world, self.cfg.grad_accum, share=share, guard=parts.bn_guard)
+        except torch.cuda.OutOfMemoryError:      # torch.OutOfMemoryError needs torch 2.5
+            cfg = self.cfg
+            raise RunStopped(out_of_memory_line(self.rank, self.world, self.device, lr_imgs.shape[0],
+                                                lr_imgs.shape[-1], cfg.scale, parts.precision.train,
+                                                cfg.grad_accum)) from None
         if step.loss is not None:
             self.bar.set_postfix(loss=f"{step.loss:.4f}")
         return step
@@ -335,6 +347,7 @@ class Trainer:
         val = self._validate(self.parts.eval_model, data.val_set, data.val_subset, "validate") if has_val else None
         improved = val is None or val.figure(self.select) > self.state.best.get(self.select, float("-inf"))
         if improved:
+            self._check_finite()        # without validation (--val-fraction 0) every epoch is "best"
             self.state.best = {"epoch": epoch + 1, **(val.figures() if val else {self.select: float("nan")})}
             self.state.since_best = 0
             if self.is_main:

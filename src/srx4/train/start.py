@@ -1,0 +1,142 @@
+"""How a training run starts from its flags (train.py): the resumed checkpoint's settings,
+--init-weights found and adopted, the bundled demo and its preset, a free run name, and
+one warning naming the flags that have no effect here.
+
+    config, checkpoint = settle(config, given)     # given: field -> where it was set
+"""
+import os
+from pathlib import Path
+
+from srx4.core import layout, paths
+from srx4.core.errors import FlagError, MissingData
+from srx4.core.precision import for_training
+from srx4.core.system import resolve_device
+from srx4.models import ARCHS
+from srx4.models.weights import WeightsError, load_model
+from srx4.runs.checkpoint import load_checkpoint
+from srx4.train.config import TrainConfig, from_saved
+
+
+# The demo trains a small bicubic-residual model (each model's own demo_preset: SRResNet 4 x 32)
+# that beats bicubic within minutes on 2 CPU cores.
+DEMO_PRESET = dict(epochs=8, patches_per_image=32, learning_rate=5e-4, warmup_steps=50, checkpoint_every=0,
+                   sample_every=4)
+MODEL_FLAGS = {"model", "num_blocks", "channels", "bicubic_residual", "srcnn_kernels", "y_only"}
+
+
+def apply_demo(config: TrainConfig, given: set) -> TrainConfig:
+    """Use the demo data and preset for every flag the user did not give (`given`)."""
+    from srx4.data.demo import build_demo
+    demo = build_demo(paths.demo_dir(), config.scale)
+    if config.data == "demo":
+        print(f"training on the bundled demo in {demo} (scikit-image photos), as --data demo asks", flush=True)
+    else:
+        print(f"no competition data found (data/train/{{lr,hr}}): training on the bundled demo in {demo} "
+              f"(scikit-image photos); put your data in data/train to train on it", flush=True)
+    config.data = str(demo / "train")
+    shape = {} if config.init_weights else ARCHS[config.model].demo_preset   # fine-tuning keeps the weights' model
+    preset = {k: v for k, v in {**shape, **DEMO_PRESET}.items() if k not in given}
+    for key, value in preset.items():
+        setattr(config, key, value)
+    if preset:
+        print("demo preset, for the flags you did not give (a small model that trains in minutes on a CPU): "
+              + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in preset.items()), flush=True)
+    if not config.run:
+        config.run = "demo"
+    return config
+
+
+def adopt_init_weights(config: TrainConfig, given_flags: set) -> TrainConfig:
+    """--init-weights: the model is the one the weights were trained as. A model flag given
+    on the command line that asks for another model is an error (WeightsError), not a
+    silent mismatch; --model and --scale follow the weights."""
+    _, model_config = load_model(config.init_weights)
+    given = given_flags & MODEL_FLAGS
+    name = model_config["name"]
+    wanted = {"model": config.model} if "model" in given else {}
+    if name in ARCHS and name != "spandrel":
+        wanted.update(ARCHS[name].options_from_flags({k: getattr(config, k) for k in given}))
+    have = {"model": name, **model_config}
+    if name == "srcnn" and "srcnn_kernels" in given:
+        wanted["kernel_sizes"] = [int(k) for k in config.srcnn_kernels.split("-")]
+    clash = {k: v for k, v in wanted.items() if have.get(k, v) != v or (k != "model" and k not in have)}
+    if name == "spandrel":       # a foreign model's shape is its file's: any model flag asks for another
+        clash = {k: getattr(config, k) for k in sorted(given)}
+    if clash:
+        raise WeightsError(f"{config.init_weights}: the weights are {describe(model_config)}; "
+                           + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in clash.items())
+                           + " asks for another model (drop the flag, or train from scratch)")
+    if "scale" in given_flags and config.scale != model_config["scale"]:
+        raise WeightsError(f"{config.init_weights}: the weights are x{model_config['scale']}, not --scale {config.scale}")
+    config.model, config.scale = name, int(model_config["scale"])
+    return config
+
+
+def describe(model_config: dict) -> str:
+    from srx4.train.inspect import describe_model
+    return describe_model(model_config)
+
+
+def free_run_name(name: str, explicit: bool) -> str:
+    """Never train over an earlier run: an explicit --run that exists is an error,
+    an automatic name (the demo) gets the next free suffix: demo, demo_2, ..."""
+    taken = lambda n: (paths.logs_dir() / n / layout.CHECKPOINT).exists()  # noqa: E731
+    if not taken(name):
+        return name
+    if explicit:
+        raise FlagError(f"{paths.logs_dir() / name} already holds a run: continue it with --resume "
+                        f"{paths.logs_dir() / name / layout.CHECKPOINT}, or choose another --run")
+    k = 2
+    while taken(f"{name}_{k}"):
+        k += 1
+    return f"{name}_{k}"
+
+
+def warn_idle(config: TrainConfig, given: dict):
+    """One warning line naming the given settings that have no effect under the others."""
+    device = resolve_device(config.device)
+    fp16 = for_training(device, config.amp, config.amp_dtype, config.channels_last, architecture=config.model).grad_scaler
+    idle = config.without_effect(given, device.type == "cuda", fp16)
+    if idle and int(os.environ.get("RANK", "0")) == 0:
+        print("warning: no effect here: " + "; ".join(f"{given[name]} ({why})" for name, why in idle), flush=True)
+
+
+def find_init_weights(config: TrainConfig, given: dict):
+    """--init-weights that is not here: for a bare file name, the file of that name attached
+    under the Kaggle input; else one line naming the flag or the recipe's key, and what to
+    attach (the recipe's `attach`)."""
+    wanted = Path(config.init_weights)
+    if wanted.exists() or paths.shipped_weights(config.init_weights):
+        return
+    found = (sorted((paths.kaggle_root() / "input").rglob(wanted.name))
+             if paths.on_kaggle() and len(wanted.parts) == 1 else [])
+    if found:
+        print(f"init weights: {found[0]} (found under the Kaggle input)", flush=True)
+        config.init_weights = str(found[0])
+        return
+    shipped = ", ".join(paths.shipped_names()) or "none"
+    where = given.get("init_weights", "--init-weights")
+    raise WeightsError(f"{where} = {config.init_weights!r}: not found here, in weights/ (shipped: {shipped}) or "
+                       f"under the Kaggle input: " + (f"attach {config.attach}" if config.attach else
+                                                      "give a run folder, a weights file or a shipped name"))
+
+
+def settle(config: TrainConfig, given: dict):
+    """(config, checkpoint or None): a resume takes the checkpoint's settings, except what
+    this command line (or --config) gives; a new run finds its --init-weights and its data
+    (the competition's, else the demo with its preset, unless --no-demo)."""
+    if config.resume:
+        checkpoint = load_checkpoint(config.resume)
+        overrides = {k: getattr(config, k) for k in [*given, *(["config_sha256"] if config.config else [])]}
+        return from_saved(checkpoint["train_config"], overrides), checkpoint
+    if config.init_weights:
+        find_init_weights(config, given)
+        config = adopt_init_weights(config, set(given))
+    if not config.data or config.data == "demo":
+        found = None if config.data == "demo" else paths.default_train_dir()
+        if found is None and not config.demo and config.data != "demo":
+            raise MissingData(f"no competition data found (data/train/{{lr,hr}}, or lr/ and hr/ under "
+                              f"{paths.kaggle_root() / 'input'}) and --no-demo: attach the competition's data")
+        config = apply_demo(config, set(given)) if found is None else config
+        config.data = config.data or str(found)
+    return config, None
