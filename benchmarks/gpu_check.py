@@ -4,15 +4,18 @@ each for real, timed, within its own time cap (~9 minutes in all).
 Sections (a failure or time-out in one is reported in the table, never fatal):
   t4-fp16      train.py as on a T4: --amp-dtype fp16 (GradScaler) --gpu-memory-gb 14, channels-last
   bf16         train.py in bf16 (native from compute capability 8.0)
+  sized        train.py without --batch-size / --patch-size: the step sized for the card (ModelSpec)
   compile      train.py --compile
-  compile-ro   train.py --compile --compile-mode reduce-overhead (CUDA graphs)
+  cuda-graphs  train.py --cuda-graphs (torch.compile, reduce-overhead, static shapes)
   ddp          torchrun, 2 processes on 2 GPUs (NCCL); with fewer GPUs: says so
   predict      predict.py on 500 GNR638-sized frames (480x270 -> 1920x1080), then make_submission.py
   small-crops  bench_small_crops.py: 5,000 SRGB-sized 64x64 crops, batched by size vs one at a time
   precision    fp16 and bf16 outputs against fp32 (max difference, PSNR change), and the bicubic
                residual layer in fp32 against float64 (TF32 must not reach it)
+  ops          bench_step_ops.py: ATen ops of one step and one weight-average update
+Then the figures the Kaggle session plan needs (samples/s, predict s a frame).
 Training sections: SRResNet-16, batch 16, LR patch 24, a few hundred steps; samples/s of the
-last epoch, and MFU against the dense peak of the device's name (T4 65 TFLOP/s fp16,
+last epoch, and MFU per GPU (all ranks' samples shared among the GPUs) against the dense peak of the device's name (T4 65 TFLOP/s fp16,
 A100 312, H100/H200 989 bf16). Data: frames fabricated from scikit-image's photos
 (1920x1080 HR, MATLAB-bicubic LR), so it runs without ../shared.
 
@@ -48,6 +51,13 @@ RESULTS = REPO / "benchmarks" / "RESULTS.md"
 
 def peak_tflops(name: str) -> float:
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), 0.0)
+
+
+def mfu(samples_per_s: float, gpus: int, patch: int, peak: float) -> float:
+    """Model FLOPs utilisation of ONE GPU (0-1): the samples of all `gpus` ranks shared among
+    them, forward + backward = 3 x the forward's 2 x MACS_PER_LR_PIXEL, against one GPU's peak."""
+    per_gpu = samples_per_s / max(gpus, 1)
+    return per_gpu * patch * patch * MACS_PER_LR_PIXEL * 6 / (peak * 1e12)
 
 
 class Check:
@@ -109,10 +119,15 @@ class Check:
                                     f"exit {done.returncode}")[:300])
         return done
 
-    def train(self, run, extra, timeout, launcher=None):
-        """train.py (under `launcher`, e.g. torchrun) on the fabricated pairs; returns figures."""
+    def train(self, run, extra, timeout, launcher=None, gpus=1, sized=False):
+        """train.py (under `launcher`, e.g. torchrun, on `gpus` GPUs) on the fabricated pairs;
+        returns figures. `sized`: no --batch-size / --patch-size, the card's own choice."""
+        flags = self.train_flags
+        if sized:                 # drops --batch-size B (and --patch-size P, but in a dry run's tiny frames)
+            k = flags.index("--batch-size")
+            flags = flags[:k] + flags[k + (2 if self.dry else 4):]
         cmd = (launcher or [sys.executable]) + [
-            str(REPO / "src/train.py"), "--data", str(self.work / "train"), "--run-name", run, *self.train_flags,
+            str(REPO / "src/train.py"), "--data", str(self.work / "train"), "--run-name", run, *flags,
             "--val-fraction", "0.25", "--val-limit", "2", "--final-limit", "2", "--sample-every", "0",
             "--checkpoint-every", "0", "--device", "cuda" if self.cuda else "cpu", "--quiet", *extra]
         start = time.perf_counter()
@@ -124,14 +139,19 @@ class Check:
         last = rows[-1]
         before = int(rows[-2]["samples"]) if len(rows) > 1 else 0
         rate = (int(last["samples"]) - before) / float(last["train_seconds"])
-        patch = int(self.train_flags[self.train_flags.index("--patch-size") + 1])
-        flops = rate * patch * patch * MACS_PER_LR_PIXEL * 6            # forward + backward = 3 x forward
-        mfu = (f"{100 * flops / (self.peak * 1e12):.1f}% of {self.peak:g} TFLOP/s" if self.peak and not self.dry
-               else "n/a" if self.dry else "unknown peak")
+        config = json.loads((run_dir / "config.json").read_text())
+        patch, batch = int(config["patch_size"]), int(config["batch_size"])
+        gpus = gpus if self.cuda else 1
+        utilisation = (f"{100 * mfu(rate, gpus, patch, self.peak):.1f}% of {self.peak:g} TFLOP/s per GPU"
+                       if self.peak and not self.dry else "n/a" if self.dry else "unknown peak")
         summary = json.loads((run_dir / "summary.json").read_text())
         log = (run_dir / "train.log").read_text()
         scaler = [ln.split("fp16 GradScaler: ")[1].split(" |")[0] for ln in log.splitlines() if "GradScaler: " in ln]
-        return {"samples/s": round(rate, 1), "MFU": mfu, "wall s": round(wall, 1),
+        sizing = [ln.split("step sized for this GPU: ")[1].split(" (")[0] for ln in log.splitlines()
+                  if "step sized for this GPU" in ln]
+        return {"samples/s": round(rate, 1), **({"GPUs": gpus} if gpus > 1 else {}), "MFU": utilisation,
+                "batch x patch": f"{batch} x {patch}", **({"sized": sizing[0]} if sizing else {}),
+                "wall s": round(wall, 1),
                 "gain dB": round(summary["gain_db"], 3), "skipped steps": summary.get("skipped_steps", 0),
                 **({"GradScaler": scaler[-1]} if scaler else {})}
 
@@ -164,8 +184,22 @@ def compiled(check, cap):
     return check.train("compile", ["--compile"], cap)
 
 
-def compiled_reduce_overhead(check, cap):
-    return check.train("compile-ro", ["--compile", "--compile-mode", "reduce-overhead"], cap)
+def cuda_graphs(check, cap):
+    return check.train("cuda-graphs", ["--cuda-graphs"], cap)
+
+
+def sized(check, cap):
+    """No --batch-size / --patch-size: the step train.py sizes for this card (ModelSpec, memory)."""
+    return check.train("sized", [], cap, sized=True)
+
+
+def step_ops(check, cap):
+    """benchmarks/bench_step_ops.py: ATen ops of one SRResNet-16 step and weight-average update."""
+    size = ["--batch-size", "2", "--patch-size", "8"] if check.dry else []
+    done = check.run([sys.executable, str(REPO / "benchmarks/bench_step_ops.py"), "--models", "srresnet", *size], cap)
+    row = next(ln for ln in done.stdout.splitlines() if ln.startswith("| srresnet"))
+    old, new, fp16, ema_old, ema_new = [int(x) for x in row.strip("| ").split(" | ")[1:]]
+    return {"step ops old": old, "step ops bf16 fused": new, "fp16": fp16, "EMA ops old": ema_old, "EMA ops": ema_new}
 
 
 def ddp(check, cap):
@@ -174,7 +208,7 @@ def ddp(check, cap):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}"]
     if not check.cuda:
         check.env["OMP_NUM_THREADS"] = "1"
-    figures = check.train("ddp", [], cap, launcher=launcher)
+    figures = check.train("ddp", [], cap, launcher=launcher, gpus=2)
     ranks = json.loads((check.work / "logs" / "ddp" / "summary.json").read_text())["ranks"]
     figures["ranks identical"] = len({r["weights_fingerprint"] for r in ranks}) == 1
     return figures
@@ -236,9 +270,20 @@ def precision(check, cap):
     return figures
 
 
-SECTIONS = [("t4-fp16", 80, t4_fp16), ("bf16", 50, bf16), ("compile", 80, compiled),
-            ("compile-ro", 80, compiled_reduce_overhead), ("ddp", 50, ddp), ("predict", 80, predict),
-            ("small-crops", 70, small_crops), ("precision", 30, precision)]
+SECTIONS = [("t4-fp16", 80, t4_fp16), ("bf16", 50, bf16), ("sized", 60, sized), ("compile", 80, compiled),
+            ("cuda-graphs", 80, cuda_graphs), ("ddp", 50, ddp), ("predict", 80, predict),
+            ("small-crops", 50, small_crops), ("precision", 30, precision), ("ops", 40, step_ops)]
+
+
+def plan_figures(results) -> str:
+    """The figures a Kaggle session plan needs (train/plan.py): samples/s of the T4 rehearsal and
+    predict seconds a frame."""
+    rows = {r["section"]: r["figures"] for r in results}
+    t4, pred = rows.get("t4-fp16", {}), rows.get("predict", {})
+    per_frame = pred["predict s"] / pred["frames"] if pred.get("frames") else None
+    return (f"for the session plan: T4 rehearsal {t4.get('samples/s', 'n/a')} samples/s (batch x patch "
+            f"{t4.get('batch x patch', 'n/a')}); predict {per_frame:.3f} s a frame" if per_frame is not None else
+            f"for the session plan: T4 rehearsal {t4.get('samples/s', 'n/a')} samples/s; predict n/a")
 
 
 def table(results) -> str:
@@ -283,7 +328,7 @@ def main(argv=None):
                "figures": figures, "error": error}
         results.append(row)
         print(f"{name}: {status} in {row['seconds']} s {figures or error}", flush=True)
-    text = table(results)
+    text = table(results) + "\n\n" + plan_figures(results)
     print(text)
     (check.work / "gpu_check.json").write_text(json.dumps({"machine": machine(), "device": check.name,
                                                            "results": results}, indent=1))

@@ -160,7 +160,8 @@ def main():
             print(f"TRAINING FAILED (exit {code}): predicting with the best weights so far, {weights}", flush=True)
         tta = ["--tta"] if predict_with_tta() else []
         plain = [a for a in PREDICT_ARGS if a != "--tta"]
-        run("predict.py", *([] if "--weights" in plain else ["--weights", str(weights)]), *tta, *plain)
+        run("predict.py", *([] if "--weights" in plain or weights is None else ["--weights", str(weights)]), *tta,
+            *plain)
     else:
         given = "--weights" in PREDICT_ARGS
         tta = ["--tta"] if KAGGLE_SETTINGS.get("predict_tta") and "--tta" not in PREDICT_ARGS else []

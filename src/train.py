@@ -30,7 +30,7 @@ from srx4.core.errors import FlagError, UserError
 from srx4.core.system import resolve_device
 from srx4.runs.tracking import check_tracker
 from srx4.train.config import TrainConfig
-from srx4.train.start import free_run_name, settle, warn_idle
+from srx4.train.start import free_run_name, model_spec, settle, size_for_the_card, warn_idle
 from srx4.train.trainer import Trainer, run_dir_for
 
 
@@ -49,8 +49,15 @@ def main(argv=None):
                              (config.device == "auto" and torch.cuda.is_available())) else "cpu"
     rank, world, local_rank = distributed.setup(device_type)
     device = resolve_device(config.device, local_rank)
+    notes = []
     if config.gpu_memory_gb and device.type == "cuda":        # the GPU this rank trains on, --device cuda:N too
-        print(gpu_memory.limit(config.gpu_memory_gb, device), flush=True)
+        notes.append(gpu_memory.limit(config.gpu_memory_gb, device))
+    if device.type == "cuda" and not config.resume:           # batch and patch sized for the card, by rank 0
+        sized = size_for_the_card(config, given, device, model_spec(config)) if rank == 0 else ""
+        sized, config.batch_size, config.patch_size, config.learning_rate = distributed.from_rank0(
+            (sized, config.batch_size, config.patch_size, config.learning_rate), world)
+        notes += [sized] if sized else []
+        config.check(given)                                   # --grad-accum and the rest against the new batch
     finished = False
     try:
         if not config.resume:
@@ -68,7 +75,7 @@ def main(argv=None):
         run_dir = run_dir_for(config)
         existed = run_dir.exists()
         try:
-            Trainer(config, device, rank, world, checkpoint).fit()
+            Trainer(config, device, rank, world, checkpoint, notes).fit()
         except UserError:
             if rank == 0 and not existed and not (run_dir / layout.CHECKPOINT).exists():
                 shutil.rmtree(run_dir, ignore_errors=True)   # a run that never trained leaves no folder

@@ -40,7 +40,8 @@ def test_amp_dtype_follows_the_compute_capability():
     cuda = torch.device("cuda")                      # explicit choices need no GPU to decide
     assert for_inference(cuda, True, "fp16") == torch.float16 and for_inference(cuda, True, "bf16") == torch.bfloat16
     assert for_inference(cuda, False, "bf16") is None
-    assert for_inference(torch.device("cpu"), True, "fp16") is None          # fp16 is no CPU's native dtype
+    assert for_inference(torch.device("cpu"), True, "fp16") is None          # fp16 is no CPU's: predict in fp32
+    assert for_inference(torch.device("cpu"), True, torch.float16) == torch.float16   # validation's own decision
     with pytest.raises(ValueError, match="amp-dtype"):
         for_inference(cuda, True, "fp8")
     fp16 = for_training(cuda, True, "fp16", True)                            # a T4's choice, decided anywhere

@@ -34,11 +34,11 @@ def test_ranks_held_apart_under_a_time_limit_share_the_folder_and_end_bit_identi
     learning rate at every step (DDP averages gradients, never re-syncs weights)."""
     data = make_pairs(tmp_path / "data", count=8)
     two_ranks(free_port, REPO / "tests/helpers/delayed_rank.py", "1.5", "--data", data, *TINY,
-             "--epochs", "50", "--patches-per-image", "8", "--time-limit", "0.0025", "--val-fraction", "0.25",
+             "--epochs", "500", "--patches-per-image", "8", "--time-limit", "0.0025", "--val-fraction", "0.25",
              "--learning-rate", "1e-3", "--cache-dir", tmp_path / "cache", tmp_path=tmp_path)
     (run,) = [p for p in (tmp_path / "logs").iterdir() if (p / "summary.json").is_file()]
     summary = json.loads((run / "summary.json").read_text())
-    assert "--time-limit" in summary["stopped"] and summary["epochs_done"] < 50   # the clock did decide
+    assert "--time-limit" in summary["stopped"] and summary["epochs_done"] < 500   # the clock did decide
     ranks = summary["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1]
     assert {r["run_dir"] for r in ranks} == {str(run)}                             # one folder
@@ -227,7 +227,7 @@ def test_fp16_rehearsal_two_ranks_ema_grad_accum_beats_bicubic(tmp_path, free_po
     model, _ = load_model(run / "best.safetensors")
     assert all(torch.isfinite(p).all() for p in model.state_dict().values())
     log = (run / "train.log").read_text()
-    assert "precision: train fp16 with a GradScaler; validate fp32; on CPU" in log
+    assert "precision: train fp16 with a GradScaler; validate fp16; on CPU" in log
     assert log.count("fp16 GradScaler:") == 6 and "x 2 processes" in log
     fingerprints = {r["weights_fingerprint"] for r in summary["ranks"]}
     assert len(fingerprints) == 1
@@ -245,7 +245,8 @@ def test_gpu_check_dry_run_starts_every_section(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     rows = {r["section"]: r for r in report["results"]}
-    assert list(rows) == ["t4-fp16", "bf16", "compile", "compile-ro", "ddp", "predict", "small-crops", "precision"]
+    assert list(rows) == ["t4-fp16", "bf16", "sized", "compile", "cuda-graphs", "ddp", "predict", "small-crops",
+                          "precision", "ops"]
     assert all(r["status"] == "ok" for r in rows.values()), rows
     assert rows["t4-fp16"]["figures"]["samples/s"] > 0 and "GradScaler" in rows["t4-fp16"]["figures"]
     assert rows["ddp"]["figures"]["ranks identical"] is True
@@ -253,5 +254,226 @@ def test_gpu_check_dry_run_starts_every_section(tmp_path):
     crops = rows["small-crops"]["figures"]
     assert crops["one at a time img/s"] > 0 and crops["batched img/s"] > 0 and crops["max diff (levels)"] <= 1
     assert float(rows["precision"]["figures"]["bicubic layer fp32 vs f64"]) < 1e-5
-    assert "| t4-fp16 | ok |" in done.stdout
+    ops = rows["ops"]["figures"]
+    assert ops["EMA ops"] <= 5 < ops["EMA ops old"] and ops["step ops bf16 fused"] <= 750 < ops["step ops old"]
+    assert rows["sized"]["figures"]["batch x patch"] == "16 x 8"          # a CPU: nothing sized
+    assert "| t4-fp16 | ok |" in done.stdout and "for the session plan: T4 rehearsal" in done.stdout
     assert (REPO / "benchmarks/RESULTS.md").read_bytes() == before
+
+
+def test_mfu_is_per_gpu():
+    """Two ranks' samples are shared between two GPUs: the same total rate on two GPUs is half
+    the utilisation of one (gpu_check once divided both ranks' samples by one GPU's peak)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks/gpu_check.py")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    one = gpu_check.mfu(1000, 1, 24, 65)
+    assert gpu_check.mfu(1000, 2, 24, 65) == pytest.approx(one / 2)
+    assert one == pytest.approx(1000 * 24 * 24 * gpu_check.MACS_PER_LR_PIXEL * 6 / 65e12)
+
+
+# fp16 validation: the fp32 retry, and NaN said, not clamped ---------------------------------------
+class OverflowsInFp16(torch.nn.Module):
+    """x4 nearest of a 1x1 conv pair that multiplies by 3e4 then divides: fp32 gives the input
+    back; under fp16 autocast a bright image's 3-channel sum x 3e4 passes fp16's 65504 and
+    comes out inf, a dark one stays finite. `broken` makes every output NaN (broken weights)."""
+
+    def __init__(self, broken=False):
+        super().__init__()
+        from srx4.models.base import ModelSpec
+        self.up, self.down = torch.nn.Conv2d(3, 3, 1, bias=False), torch.nn.Conv2d(3, 3, 1, bias=False)
+        with torch.no_grad():
+            self.up.weight.fill_(3e4)
+            self.down.weight.copy_(torch.eye(3).view(3, 3, 1, 1) / 9e4)
+        self.broken, self.spec, self.scale = broken, ModelSpec(4, 1.0, 64), 4
+
+    def forward(self, x):
+        y = self.down(self.up(x)) + (float("nan") if self.broken else 0.0)
+        return torch.nn.functional.interpolate(y.float(), scale_factor=4, mode="nearest")
+
+
+class InMemory:
+    """Whole images as validate() reads them: (name, lr, hr) uint8 CHW; real photo crops."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        return self.pairs[i]
+
+    def lr_size(self, i):
+        return tuple(self.pairs[i][1].shape[1:]) + (3,)
+
+
+def test_fp16_validation_retries_in_fp32_and_says_nan(capfd):
+    from skimage import data as photos
+    from srx4.train.validate import validate
+    hr = torch.from_numpy(photos.astronaut()[:64, :64].copy()).permute(2, 0, 1)               # (3, 64, 64)
+    bright = (hr.float() * 0.2 + 200).clamp(0, 255).byte()
+    dark = (hr.float() * 0.1).byte()
+    pairs = [(f"{k}.png", img[:, ::4, ::4].contiguous(), img) for k, img in enumerate((bright, dark))]
+    data = InMemory(pairs)
+    fp32 = validate(OverflowsInFp16(), data, "cpu", 4, amp=False)
+    fp16 = validate(OverflowsInFp16(), data, "cpu", 4, amp=True, amp_dtype=torch.float16)
+    err = capfd.readouterr().err
+    assert "0.png: the output was not finite in reduced precision; predicted again in fp32" in err
+    assert "1.png" not in err                                         # the dark image needed no retry
+    assert abs(fp16.psnr - fp32.psnr) < 0.05 and fp16.psnr == fp16.psnr     # finite, as fp32's
+    broken = validate(OverflowsInFp16(broken=True), data, "cpu", 4, amp=True, amp_dtype=torch.float16)
+    err = capfd.readouterr().err
+    assert broken.psnr != broken.psnr                                  # NaN: never clamped into pixels
+    assert err.count("image(s) not finite even in fp32: this validation's figures are NaN") == 2   # a batch each
+
+
+# compile and CUDA graphs: static shapes, or one line -------------------------------------------------
+def test_uneven_micro_batches_recompile_so_compile_refuses_them(tmp_path):
+    """--batch-size 16 --grad-accum 3 splits 6, 6, 4: a compiled model sees a second shape and
+    compiles again (dynamo's counter, eager backend, on a CPU); so --compile and --cuda-graphs
+    take only a --grad-accum that divides the batch, and --cuda-graphs no streamed data."""
+    import torch._dynamo
+    from srx4.models import SRResNet
+    from srx4.train.config import TrainConfig
+    torch._dynamo.reset()
+    model = torch.compile(SRResNet(4, 1, 8), backend="eager", dynamic=False)
+    frames = torch._dynamo.utils.counters["stats"]
+    before = frames["unique_graphs"]
+    for part in torch.rand(16, 3, 8, 8).chunk(3):                       # 6, 6, 4
+        model(part)
+    assert frames["unique_graphs"] - before == 2                        # the 4 compiled a second graph
+    torch._dynamo.reset()
+    assert ("grad_accum" in dict(TrainConfig(compile=True, batch_size=16, grad_accum=3).problems()))
+    assert not TrainConfig(compile=True, batch_size=16, grad_accum=4).problems()
+    assert not TrainConfig(batch_size=16, grad_accum=3).problems()       # eager: uneven is fine
+    assert "cuda_graphs" in dict(TrainConfig(cuda_graphs=True, loading="stream").problems())
+    done = run_script("train.py", "--cuda-graphs", "--batch-size", "16", "--grad-accum", "3", "--device", "cpu",
+                      work=tmp_path, check=False)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "error: --grad-accum = 3: a divisor of --batch-size (16) with --compile or --cuda-graphs: uneven "
+        "micro-batches would recompile the model"]
+
+
+# sized for the card -----------------------------------------------------------------------------------
+def test_the_step_is_sized_from_the_model_spec_and_the_free_memory():
+    """On a GPU, batch and patch not given come from SRResNet-16's ModelSpec and the memory:
+    a T4's 14 GiB gives batch 32 of 48 px, an H100's 79 GiB batch 256; the learning rate
+    follows by sqrt(batch / 16) when not given. A given value stays; a CPU changes nothing."""
+    from srx4.models import SRResNet
+    from srx4.train.config import TrainConfig
+    from srx4.train.start import gpu_step_size, size_for_the_card
+    per_pixel = SRResNet().spec.bytes_per_lr_pixel
+    gib = 2**30
+    t4 = gpu_step_size(per_pixel, 14 * gib, None, None, None)
+    h100 = gpu_step_size(per_pixel, 79 * gib, None, None, None)
+    assert t4[:2] == (32, 48) and h100[:2] == (256, 48)
+    assert t4[2] == pytest.approx(1e-4 * 2**0.5) and h100[2] == pytest.approx(4e-4)
+    assert "14.0 GiB free" in t4[3] and "sqrt(32 / 16)" in t4[3]
+    assert gpu_step_size(per_pixel, 79 * gib, 64, None, 1e-4)[:3] == (64, 48, 1e-4)      # given: kept
+    assert gpu_step_size(per_pixel, gib // 8, None, None, None)[0] == 1                   # little room: 1
+    config = TrainConfig()
+    assert size_for_the_card(config, {}, torch.device("cpu"), SRResNet().spec) == ""
+    assert (config.batch_size, config.patch_size, config.learning_rate) == (16, 24, 1e-4)   # a CPU: unchanged
+
+
+# the smaller GPU defects, each on a CPU ------------------------------------------------------------------
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+
+class CountOps(TorchDispatchMode):
+    """Every ATen op dispatched inside, with its output dtypes."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops, self.dtypes = [], set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.ops.append(str(func.overloadpacket))
+        for t in (out if isinstance(out, (list, tuple)) else [out]):
+            if isinstance(t, torch.Tensor):
+                self.dtypes.add(t.dtype)
+        return out
+
+
+def test_device_crops_build_no_tensor_from_host_data():
+    """FlatImages.crops runs every step on the GPU-held path: it once built its channel-order
+    table from a Python list at each call (a blocking host-to-device copy on a GPU)."""
+    import numpy as np
+    from srx4.data.device_patches import FlatImages
+    images = FlatImages([np.zeros((16, 16, 3), np.uint8) + k for k in range(2)], torch.device("cpu"))
+    where = torch.tensor([[0, 1, 2, 1, 0, 1, 0, 3], [1, 0, 0, 0, 1, 0, 1, 5]])
+    with CountOps() as counted:
+        images.crops(where, 8, colour=True)
+        images.crops(where, 8, colour=False)
+    assert "aten.lift_fresh" not in counted.ops        # what torch.as_tensor(a Python list) dispatches
+
+
+def test_weight_average_update_is_two_foreach_ops_and_the_same_average():
+    import copy
+    from srx4.models import SRResNet
+    from srx4.train.ema import WeightAverage
+    torch.manual_seed(0)
+    model = SRResNet()
+    average = WeightAverage(model, 0.999)
+    reference = copy.deepcopy(average.model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+        for b in model.buffers():
+            b.add_(1)
+    with CountOps() as counted:
+        average.update(model)
+    assert len(counted.ops) <= 5, counted.ops                    # was 100 copy_ and a lerp for SRResNet-16
+    with torch.no_grad():                                        # the loop it replaced, on the copy
+        torch._foreach_lerp_(list(reference.parameters()), list(model.parameters()), 1 - 0.1)
+        for mine, theirs in zip(reference.buffers(), model.buffers()):
+            mine.copy_(theirs)
+    assert all(torch.equal(a, b) for a, b in zip(average.model.state_dict().values(),
+                                                  reference.state_dict().values()))
+
+
+def test_the_gpu_form_of_the_bicubic_residual_is_fp32_and_exact():
+    """On a GPU in fp32 the bicubic layer runs two fp32 matmuls (no TF32, no float64: a T4 runs
+    float64 at 1/32 rate); here that form, run on a CPU, dispatches no float64 op and matches
+    MATLAB's resize in float64 to fp32 rounding."""
+    from srx4.image.resize import _upscale_axis, resize_tensor
+    x = torch.rand(2, 3, 20, 28)
+    with CountOps() as counted:
+        out = _upscale_axis(_upscale_axis(x, -2, 4), -1, 4)
+    assert torch.float64 not in counted.dtypes
+    assert (out.double() - resize_tensor(x.double(), 4)).abs().max() < 1e-6
+
+
+def test_without_validation_non_finite_weights_are_never_the_best(tmp_path, pairs_dir, monkeypatch):
+    """--val-fraction 0 makes every epoch 'best': weights gone to inf were written to
+    best.safetensors before the finiteness check stopped the run. Now nothing is written.
+    (A real Trainer on real pairs, its weights set to inf by hand: no run gets there on purpose.)"""
+    from srx4.core.errors import RunStopped
+    from srx4.train.config import TrainConfig
+    from srx4.train.loop_rules import EpochTally
+    from srx4.train.trainer import Trainer
+    monkeypatch.setenv("SRX4_WORK_DIR", str(tmp_path))
+    cfg = TrainConfig(data=str(pairs_dir), val_fraction=0, num_blocks=1, channels=8, batch_size=4, patch_size=8,
+                      patches_per_image=2, device="cpu", epochs=1, ema=0, run="inf", quiet=True, sample_every=0)
+    trainer = Trainer(cfg, torch.device("cpu"))
+    try:
+        with torch.no_grad():
+            next(trainer.parts.plain_model.parameters()).fill_(float("inf"))
+        with pytest.raises(RunStopped, match="non-finite weights"):
+            trainer._end_epoch(0, EpochTally(), False, 1.0)
+        assert not (tmp_path / "logs/inf/best.safetensors").exists()
+    finally:
+        trainer.data.close()
+    done = run_script("train.py", "--learning-rate", "1e39", "--device", "cpu", work=tmp_path, check=False)
+    assert done.returncode == 2 and "--learning-rate = 1e+39: more than 0 and at most 1" in done.stderr
+
+
+def test_an_out_of_memory_step_is_one_line_saying_what_to_lower():
+    from srx4.train.step import out_of_memory_line
+    line = out_of_memory_line(1, 2, torch.device("cpu"), 32, 48, 4, "fp16", 1)
+    assert line.startswith("rank 1 of 2 (cpu): out of GPU memory in a training step: batch 32 of 48 px LR patches")
+    assert "(192 px HR), fp16" in line and "lower --batch-size or --patch-size" in line and "\n" not in line

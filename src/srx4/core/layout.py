@@ -32,10 +32,10 @@ LAST_RUN = "last_run.json"
 LAST_PREDICTION = "last_prediction.json"
 SUBMISSION_LOG = "log.csv"
 PNG_MANIFEST = ".srx4-weights.json"
-PNG_MANIFEST_LR_DIR = "lr_dir"
+PNG_MANIFEST_LR_DIR = "lr_dir"          # the manifest's key for the LR folder the PNGs were made from
 
 
 def final_check_on(summary: dict) -> str:
     """What a summary.json's final check scored ("validation", or training images); runs
     written before 0.12 call the key checked_on."""
-    return summary.get("final_check_on") or summary.get("checked_on", "?")    # the manifest's key for the LR folder the PNGs were made from
+    return summary.get("final_check_on") or summary.get("checked_on", "?")

@@ -10,7 +10,8 @@ ModelSpec (supports_half / supports_bfloat16) and architecture.
   with a GradScaler for training; validation and prediction in the same dtype.
 - CPU, training: bf16 channels-last where the CPU computes bf16 natively and the model is
   measured faster so (CPU_BF16_TRAINING), else fp32 NCHW; validation in fp32 (exact
-  across process counts).
+  across process counts), except `--amp-dtype fp16`, the T4's steps and validation
+  rehearsed (CPU fp16 autocast, emulated and slow).
 - CPU, prediction: bf16 where native (2x fp32 there), else fp32.
 - A model whose spec says it does not run in a dtype runs in fp32.
 
@@ -63,13 +64,17 @@ def _supported(spec, dtype):
     return dtype
 
 
-def for_inference(device, amp: bool = True, choice: str = "auto", spec=None):
+def for_inference(device, amp: bool = True, choice="auto", spec=None):
     """The autocast dtype (None = fp32) of running a model (prediction): on CUDA the
-    GPU's native one or the one asked; on a CPU bf16 where native (auto) or asked."""
+    GPU's native one or the one asked; on a CPU bf16 where native (auto) or asked. A
+    torch dtype as `choice` is a decision already made (validation's, `Precision.validate`:
+    fp16 on a CPU there is the T4's validation rehearsed) and is kept."""
     device = torch.device(device)
     if not amp:
         return None
-    if device.type == "cuda":
+    if isinstance(choice, torch.dtype):
+        dtype = choice
+    elif device.type == "cuda":
         dtype = DTYPES[choice] if _checked(choice) != "auto" else amp_dtype_for(torch.cuda.get_device_capability(device))
     else:
         dtype = torch.bfloat16 if _checked(choice) == "bf16" or (choice == "auto" and cpu_has_bf16()) else None
@@ -152,4 +157,5 @@ def for_training(device, amp: bool, amp_dtype: str, channels_last: bool, spec=No
         why += f"; the model does not run in {NAMES[wanted]}"
     name = NAMES.get(dtype, "fp32")
     cpu_bf16_layout = channels_last and dtype == torch.bfloat16 and why.startswith("native bf16")
-    return Precision(name, "fp32", cpu_bf16_layout, dtype == torch.float16, device_name(device), why)
+    validate = "fp16" if dtype == torch.float16 else "fp32"      # fp16 asked for: the T4's validation rehearsed
+    return Precision(name, validate, cpu_bf16_layout, dtype == torch.float16, device_name(device), why)

@@ -130,7 +130,7 @@ class TrainConfig:
     def _check_optimisation(self):
         yield "epochs", self.epochs >= 1, "1 or more"
         yield "batch_size", self.batch_size >= 1, "1 or more"
-        yield "learning_rate", self.learning_rate > 0, "more than 0"
+        yield "learning_rate", 0 < self.learning_rate <= 1, "more than 0 and at most 1 (Adam's steps are about this size)"
         yield "warmup_steps", self.warmup_steps >= -1, "-1 (5% of the run) or 0 or more"
         yield "ema", 0 <= self.ema < 1, "0 (off) or a decay below 1, such as 0.999"
         yield "grad_accum", 1 <= self.grad_accum <= self.batch_size, f"between 1 and --batch-size ({self.batch_size})"
@@ -152,6 +152,9 @@ class TrainConfig:
     compile_mode: str = PRECISION("default", "torch.compile mode with --compile: reduce-overhead uses CUDA graphs, "
                                              "max-autotune also searches kernels (minutes at start)",
                                   choices=["default", "reduce-overhead", "max-autotune"])
+    cuda_graphs: bool = PRECISION(False, "capture the model's step in CUDA graphs (torch.compile, mode reduce-overhead, "
+                                         "static shapes): far fewer kernel launches for small steps; needs --batch-size "
+                                         "divisible by --grad-accum and the cached data path (not --loading stream)")
     gpu_memory_gb: float = PRECISION(0.0, "use at most this many GiB of GPU memory (0 = all), tiles, validation "
                                           "batches and device-held images included; 14 rehearses a 16 GB T4 (14.7 GiB, "
                                           "less the CUDA context) on a larger GPU")
@@ -164,6 +167,12 @@ class TrainConfig:
         yield "grad_scale_init", self.grad_scale_init > 0, "more than 0"
         yield "gpu_memory_gb", self.gpu_memory_gb >= 0, "0 (all) or more"
         yield "threads", self.threads >= 0, "0 (torch's default) or more"
+        static = self.compile or self.cuda_graphs
+        yield "grad_accum", not static or self.batch_size % self.grad_accum == 0, \
+            (f"a divisor of --batch-size ({self.batch_size}) with --compile or --cuda-graphs: uneven micro-batches "
+             f"would recompile the model")
+        yield "cuda_graphs", not (self.cuda_graphs and self.loading == "stream"), \
+            "off with --loading stream (a window may drop samples: the shapes are not static)"
 
     # -- the run's files and views ---------------------------------------------------------------------------
     config: str = RUN("", "a recipe: a TOML file of these settings by name (configs/*.toml; keys at the top level "
@@ -229,6 +238,7 @@ class TrainConfig:
             "vgg_weights": (self.loss != "l1+vgg", "only with --loss l1+vgg"),
             "compile": (self.compile and not cuda, "torch.compile is used on CUDA only"),
             "compile_mode": (not (self.compile and cuda), "only with --compile on CUDA"),
+            "cuda_graphs": (self.cuda_graphs and not cuda, "CUDA graphs are a GPU's"),
             "grad_scale_init": (not fp16, "only when the steps run in fp16"),
             "gpu_memory_gb": (not cuda, "only on a GPU"),
             "patience": (self.val_fraction == 0, "no validation split (--val-fraction 0)"),

@@ -37,7 +37,7 @@ class WeightAverage:
         weight = 1.0 - self.decay_now()
         # two foreach calls, whatever the model's size: one launch each on a GPU (the loop over
         # 100 buffers of SRResNet-16 it replaces was 100 launches a step)
-        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], weight)
+        torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), weight)   # no_grad: no detach
         mine, theirs = list(self.model.buffers()), list(model.buffers())
         if mine:
             torch._foreach_copy_(mine, theirs)

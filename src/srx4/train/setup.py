@@ -10,6 +10,7 @@ from typing import Callable, Optional
 
 import torch
 
+from srx4.core.errors import FlagError
 from srx4.core.precision import Precision, for_training
 from srx4.models import build_model, count_parameters, model_config_from_flags
 from srx4.models.base import checkpoint_activations
@@ -88,7 +89,15 @@ def build_parts(cfg: TrainConfig, device: torch.device, world: int, checkpoint, 
         + (f" x {world} processes" if world > 1 else ""))
     wrapped = torch.nn.parallel.DistributedDataParallel(plain, device_ids=[device.index] if cuda else None) \
         if world > 1 else plain
-    wrapped = torch.compile(wrapped, mode=cfg.compile_mode) if cfg.compile and cuda else wrapped
+    if cuda and cfg.cuda_graphs:        # the step's shapes are static (config checks): one graph replay a step
+        if world > 1:
+            raise FlagError("--cuda-graphs: one process only (DDP's gradient hooks are not captured); train "
+                            "without it under torchrun")
+        wrapped = torch.compile(wrapped, mode="reduce-overhead", dynamic=False)
+        log("CUDA graphs: the model's forward and backward captured (torch.compile, mode reduce-overhead"
+            + ("; --compile-mode is not used" if cfg.compile else "") + ")")
+    elif cuda and cfg.compile:
+        wrapped = torch.compile(wrapped, mode=cfg.compile_mode)
     # fused: one kernel for the whole update on CUDA, and no host sync under the fp16 GradScaler
     optimizer = torch.optim.Adam(plain.parameters(), lr=cfg.learning_rate, fused=cuda or None)
     scaler = torch.amp.GradScaler(device.type, init_scale=cfg.grad_scale_init) if precision.grad_scaler else None

@@ -4,6 +4,7 @@ one warning naming the flags that have no effect here.
 
     config, checkpoint = settle(config, given)     # given: field -> where it was set
 """
+import math
 import os
 from pathlib import Path
 
@@ -140,3 +141,69 @@ def settle(config: TrainConfig, given: dict):
         config = apply_demo(config, set(given)) if found is None else config
         config.data = config.data or str(found)
     return config, None
+
+
+# On a GPU, when neither is given, the step is sized for the card: the LR patch GPU_PATCH and the
+# largest power-of-two batch (at most GPU_MAX_BATCH) whose training memory fits half the memory this
+# process may use. Training keeps every activation for the backward pass: TRAIN_MEMORY_FACTOR x the
+# inference peak the model declares (ModelSpec.bytes_per_lr_pixel), fp32-sized (reduced precision
+# leaves room). A T4 (14 GiB) gets SRResNet-16 batch 32 of 48 px (about 1 TFLOP a step); an H100
+# batch 256 (about 8): steps long enough to keep the card busy instead of waiting on launches.
+GPU_PATCH, GPU_MAX_BATCH, TRAIN_MEMORY_FACTOR, REFERENCE_BATCH = 48, 256, 4, 16
+
+
+def gpu_step_size(bytes_per_lr_pixel: int, free_bytes: int, batch, patch, learning_rate, largest_patch: int = 0):
+    """(batch, patch, learning rate, why) for a GPU with `free_bytes` this process may use;
+    `batch`, `patch` and `learning_rate` are the given values or None. The learning rate
+    follows the batch by the square-root rule from the default's batch of REFERENCE_BATCH
+    (Adam: lr x sqrt(batch / 16)), only when not given. `largest_patch`: the typical
+    training image's shorter LR side (0 = unknown): the patch is never larger."""
+    patch = patch or (min(GPU_PATCH, largest_patch) if largest_patch else GPU_PATCH)
+    if batch is None:
+        per_sample = bytes_per_lr_pixel * TRAIN_MEMORY_FACTOR * patch * patch
+        fits = max(1, int(free_bytes * 0.5 // per_sample))
+        batch = 1 << min(fits, GPU_MAX_BATCH).bit_length() - 1
+        why = (f"{free_bytes / 2**30:.1f} GiB free, {per_sample / 2**20:.0f} MiB a {patch} px sample to train "
+               f"(the model's {bytes_per_lr_pixel} B per LR pixel x {TRAIN_MEMORY_FACTOR}): half the memory, "
+               f"a power of two, at most {GPU_MAX_BATCH}")
+    else:
+        why = "--batch-size given"
+    if learning_rate is None:
+        learning_rate = TrainConfig.learning_rate * math.sqrt(batch / REFERENCE_BATCH)
+        why += f"; learning rate {TrainConfig.learning_rate:g} x sqrt({batch} / {REFERENCE_BATCH})"
+    return batch, patch, learning_rate, why
+
+
+def size_for_the_card(config: TrainConfig, given: dict, device, spec) -> str:
+    """On a GPU, batch, patch and learning rate not given (flag or recipe) are set by
+    `gpu_step_size`; returns the line saying what was chosen and why. Nothing changes on a
+    CPU, on a resume, when batch and patch are both given, for the bundled demo (its preset
+    is sized for minutes anywhere) and for --loss l1+vgg (VGG19's memory is not the model's)."""
+    wanted = {"batch_size", "patch_size", "learning_rate"} - set(given)
+    if device.type != "cuda" or config.resume or not {"batch_size", "patch_size"} & wanted:
+        return ""
+    demo = paths.demo_dir().resolve()
+    if Path(config.data).resolve() == demo or demo in Path(config.data).resolve().parents:
+        return ""
+    if config.loss == "l1+vgg":
+        return "step not sized for this GPU: --loss l1+vgg (VGG19's memory); --batch-size and --patch-size as given"
+    from statistics import median
+    from srx4.core import gpu_memory
+    from srx4.data.pairs import scan_pairs
+    pairs, _ = scan_pairs(config.data, config.scale)
+    typical = int(median(min(p.lr_size) for p in pairs)) if pairs else 0
+    batch, patch, rate, why = gpu_step_size(
+        spec.bytes_per_lr_pixel, gpu_memory.free_bytes(device),
+        None if "batch_size" in wanted else config.batch_size, None if "patch_size" in wanted else config.patch_size,
+        None if "learning_rate" in wanted else config.learning_rate, typical)
+    config.batch_size, config.patch_size, config.learning_rate = batch, patch, rate
+    return f"step sized for this GPU: --batch-size {batch} --patch-size {patch} --learning-rate {rate:.3g} ({why})"
+
+
+def model_spec(config: TrainConfig):
+    """The ModelSpec of the model this run trains (its weights' with --init-weights)."""
+    from dataclasses import asdict
+    from srx4.models import build_model, model_config_from_flags
+    if config.init_weights:
+        return load_model(config.init_weights)[0].spec
+    return build_model(model_config_from_flags(asdict(config))).spec

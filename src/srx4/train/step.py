@@ -70,6 +70,21 @@ class BatchNormGuard:
             torch._foreach_copy_(self.live, self.saved)
 
 
+_pinned = {}
+
+
+def _shared_on(device, share) -> torch.Tensor:
+    """`share` (host floats) on `device`: on a GPU through a pinned buffer kept across steps, an
+    asynchronous copy (the step's one sync, .tolist(), has finished the previous one)."""
+    if torch.device(device).type != "cuda":
+        return torch.tensor(list(share), dtype=torch.float32)
+    buffer = _pinned.get(len(share))
+    if buffer is None:
+        buffer = _pinned[len(share)] = torch.empty(len(share), dtype=torch.float32, pin_memory=True)
+    buffer.copy_(torch.tensor(list(share), dtype=torch.float32))
+    return buffer.to(device, non_blocking=True)
+
+
 def train_step(model, optimizer, scaler, lr_imgs, hr_imgs, criterion, amp_dtype, world: int = 1, micro: int = 1,
                share=(), guard: BatchNormGuard = None) -> Step:
     """One step. lr_imgs (N, 3, p, p), hr_imgs (N, 3, sp, sp): float in [0, 1]; criterion
@@ -104,7 +119,7 @@ def train_step(model, optimizer, scaler, lr_imgs, hr_imgs, criterion, amp_dtype,
     # one number that is finite exactly when every gradient is (DDP has averaged them: the same on every rank)
     grad_check = torch.stack(torch._foreach_norm(grads)).sum() if grads else torch.zeros((), device=lr_imgs.device)
     values = torch.cat([loss.reshape(1).float(), (~torch.isfinite(grad_check)).reshape(1).float(),
-                        torch.tensor(list(share), dtype=torch.float32).to(lr_imgs.device, non_blocking=True)])
+                        _shared_on(lr_imgs.device, share)])
     if world > 1:
         dist.all_reduce(values)
     values = values.tolist()                                 # the one host sync

@@ -66,12 +66,15 @@ def run_dir_for(cfg: TrainConfig) -> Path:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, device, rank: int = 0, world: int = 1, checkpoint: dict = None):
+    def __init__(self, cfg: TrainConfig, device, rank: int = 0, world: int = 1, checkpoint: dict = None,
+                 notes=()):
         self.cfg, self.device, self.rank, self.world = cfg, device, rank, world
         self.created = time.time()
         self.is_main = rank == 0
         self.run_dir = run_dir_for(cfg)
         self.log = RunLog(self.run_dir, enabled=self.is_main)
+        for line in notes:                  # what train.py decided for this machine: the GPU's cap, the step's size
+            self.log(line)
         self.log("settings: " + " ".join(f"{k}={v}" for k, v in asdict(cfg).items() if v not in ("", None)))
         if checkpoint:
             self._carry_over(Path(cfg.resume).resolve().parent)
@@ -134,9 +137,9 @@ class Trainer:
         """Scores the inference form of `model` (BatchNorm folded, channels-last: predict.py's
         outputs, 2x faster on a CPU) on `indices` of `dataset`."""
         fast = prepare_model(model, fold_bn=True, channels_last=self.cfg.channels_last)
-        dtype = self.parts.precision.validate          # core/precision.py: fp32 on a CPU (exact across ranks)
+        dtype = self.parts.precision.validate_dtype    # core/precision.py: fp32 on a CPU (exact across ranks)
         return validate(fast, dataset, self.device, self.cfg.scale, self.rank, self.world, indices,
-                        dtype != "fp32", dtype if dtype != "fp32" else "auto", desc, quiet=self.cfg.quiet)
+                        dtype is not None, dtype, desc, quiet=self.cfg.quiet)
 
     def _eval_ready(self):
         """Make the BatchNorm running statistics those of the current weights (see train/step.py)."""

@@ -3,14 +3,22 @@
 `validate(model, dataset, ...)`: same-size images batched, metrics accumulated on
 the device (float32 on a GPU), sharded over DDP ranks without padding and summed
 across them, so the mean equals the single-process mean on the same weights; one
-host sync.
+host sync (and one a batch in reduced precision, below).
+
+In reduced precision (a T4's fp16) an image whose output is not finite is run again in
+fp32, as predict.py does (predict/folder.py `repair_non_finite`); one still not finite
+scores NaN, never clamped into valid pixels, and the epoch's figures say NaN.
 """
+import functools
+import sys
+
 import torch
 import torch.distributed as dist
 
 from srx4.core.progress import progress
 from srx4.image.codec import to_float
 from srx4.image.scoring import VALIDATION_COLUMNS as METRIC_NAMES, Validation, validation_metrics
+from srx4.predict.folder import repair_non_finite
 from srx4.predict.inference import super_resolve
 
 
@@ -52,8 +60,15 @@ def validate(model, dataset, device, scale: int, rank=0, world=1, indices=None, 
             continue
         lr = to_float(torch.stack([s[1] for s in kept]), device)             # (n, 3, h, w)
         hr = to_float(torch.stack([s[2] for s in kept]), device)             # (n, 3, sh, sw)
-        sr = super_resolve(model, lr, amp=amp, amp_dtype=amp_dtype).clamp(0, 1)   # (n, 3, sh, sw)
-        sr = sr.mul(255).round().div(255)                    # scored as the PNG it would become
+        run = functools.partial(super_resolve, model, amp_dtype=amp_dtype)
+        sr = run(lr, amp=amp)                                                   # (n, 3, sh, sw)
+        if amp:     # fp16 overflows to inf: retried in fp32 (a host sync a batch, in reduced precision only)
+            sr, broken = repair_non_finite(sr, lr, [s[0] for s in kept], run, amp)
+            if any(broken):
+                sr[torch.tensor(broken, device=sr.device)] = float("nan")      # scored NaN, not clamped
+                print(f"warning: {desc}: {sum(broken)} image(s) not finite even in fp32: this validation's "
+                      f"figures are NaN", file=sys.stderr, flush=True)
+        sr = sr.clamp(0, 1).mul(255).round().div(255)                # scored as the PNG it would become
         per_image = validation_metrics(sr, hr, scale, metric_dtype)          # (n, metrics)
         sums[:len(METRIC_NAMES)] += per_image.sum(dim=0).double()
         sums[-2] += len(kept)
