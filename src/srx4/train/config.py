@@ -130,7 +130,7 @@ class TrainConfig:
     def _check_optimisation(self):
         yield "epochs", self.epochs >= 1, "1 or more"
         yield "batch_size", self.batch_size >= 1, "1 or more"
-        yield "learning_rate", 0 < self.learning_rate <= 1, "more than 0 and at most 1 (Adam's steps are about this size)"
+        yield "learning_rate", 0 < self.learning_rate <= 1e36, "more than 0 (and at most 1e36: Adam's first steps in fp32)"
         yield "warmup_steps", self.warmup_steps >= -1, "-1 (5% of the run) or 0 or more"
         yield "ema", 0 <= self.ema < 1, "0 (off) or a decay below 1, such as 0.999"
         yield "grad_accum", 1 <= self.grad_accum <= self.batch_size, f"between 1 and --batch-size ({self.batch_size})"
