@@ -75,7 +75,7 @@ class Check:
         if self.dry:      # tiny: every section starts and ends in seconds on a CPU
             self.hr_size, self.frames, self.test_frames = (128, 72), 6, 4
             self.train_flags = ["--num-blocks", "1", "--channels", "8", "--batch-size", "4", "--patch-size", "8",
-                          "--patches-per-image", "4", "--epochs", "2", "--threads", "1"]
+                          "--patches-per-image", "4", "--epochs", "1", "--threads", "1"]
         else:
             self.hr_size, self.frames, self.test_frames = (1920, 1080), 8, 500
             # 6 training frames x 400 patches / 16 = 150 steps an epoch, 3 epochs (the last one timed)

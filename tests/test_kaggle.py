@@ -104,6 +104,7 @@ def test_train_kernel_without_the_competition_data_never_trains_the_demo(tmp_pat
     assert not (working / "submission.csv").exists() and not (working / "logs").exists()
 
 
+@pytest.mark.slow
 def test_assets_dataset_brings_shipped_weights_and_wheels_to_an_offline_kernel(tmp_path, learned):
     """--make-assets packs weights/<name>/ and the spandrel wheel; a train kernel with it
     attached installs the wheel with no index and fine-tunes from the weights by name."""

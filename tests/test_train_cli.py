@@ -155,13 +155,24 @@ def hostile_folder(root):
     return folder
 
 
+def _train_hostile(work):
+    done = train(work, hostile_folder(work / "data"), "--epochs", "2", "--run", "h", "--val-fraction", "0.3")
+    (work / "train.stdout").write_text(done.stdout)
+    (work / "train.stderr").write_text(done.stderr)
+
+
 @pytest.fixture(scope="module")
 def hostile_run(tmp_path_factory):
-    """One 2-epoch run on hostile_folder(), shared by the tests below: (work folder, data folder,
-    the run's CompletedProcess)."""
+    """One 2-epoch run on hostile_folder(), trained once for the session (all xdist workers),
+    shared by the tests below, each worker on its own copy: (work folder, data folder, the
+    run's output as .stdout and .stderr)."""
+    import shutil
+    from types import SimpleNamespace
+    from conftest import built_once
     work = tmp_path_factory.mktemp("hostile")
-    folder = hostile_folder(work / "data")
-    return work, folder, train(work, folder, "--epochs", "2", "--run", "h", "--val-fraction", "0.3")
+    shutil.copytree(built_once(tmp_path_factory, "hostile", _train_hostile), work, dirs_exist_ok=True, symlinks=True)
+    out = SimpleNamespace(stdout=(work / "train.stdout").read_text(), stderr=(work / "train.stderr").read_text())
+    return work, work / "data", out
 
 
 @pytest.mark.slow
