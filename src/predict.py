@@ -1,7 +1,8 @@
 """Super-resolve every test LR image to a PNG, with the best weights of a run.
 
-In:  --weights logs/<run>/best.safetensors or logs/<run>/ (default: the run train.py
-     finished last, recorded in logs/last_run.json),
+In:  --weights logs/<run>/ or a .safetensors / .onnx file or a shipped name; several: an
+     ensemble (srx4/predict/choose.py; default: the run train.py finished last, recorded in
+     logs/last_run.json, else the shipped weights/srresnet-x4),
      --input a folder of LR images (default: data/test/lr, Kaggle's test folder,
      else the demo's test LR).
 Out: one PNG per input, same file name, exactly scale x its size, in --output
@@ -16,7 +17,7 @@ Out: one PNG per input, same file name, exactly scale x its size, in --output
         submissions/a/val_png --hr data/train/hr  -> the local validation score
 
 Finished outputs are skipped, so an interrupted run resumes; an unreadable
-input is named and the exit status is 1.
+input is named and the exit status is 1. The work is srx4/predict/folder.py's.
 """
 import json
 import sys

@@ -20,7 +20,7 @@ import torch
 from srx4 import __version__
 from srx4.core import layout
 from srx4.core import distributed, paths
-from srx4.core.errors import RunStopped
+from srx4.core.errors import FlagError, RunStopped
 from srx4.core.io import write_json
 from srx4.core.progress import progress
 from srx4.data.patches import samples_per_epoch
@@ -80,6 +80,9 @@ class Trainer:
             self._carry_over(Path(cfg.resume).resolve().parent)
         self.data = TrainData(cfg, self.run_dir, self.log, rank, world, device,
                               checkpoint["split"] if checkpoint else None)
+        if cfg.cuda_graphs and device.type == "cuda" and self.data.loading == "stream":
+            raise FlagError("--cuda-graphs: the data is streamed here (bigger than the RAM and disk budgets), and a "
+                            "window may drop samples: the shapes are not static; train without --cuda-graphs")
         self.parts = build_parts(cfg, device, world, checkpoint, self.log)
         self.state = TrainState.from_checkpoint(checkpoint) if checkpoint else TrainState()
         self.select = cfg.select     # the validation figure that picks the best weights
