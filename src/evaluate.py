@@ -125,6 +125,7 @@ def main(argv=None):
         model, name, scale = predictor.inference_form(), predictor.name, predictor.model.scale
     rows, cases = [], Cases(keep=3)
     for folder in map(benchmark_folder, config.data):
+        print(f"{folder.name}: {folder}")
         rows += evaluate_set(model, folder, scale, device, config.tta, config.quiet, cases)
     images = pd.DataFrame(rows)
     if images.empty:

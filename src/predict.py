@@ -27,7 +27,7 @@ from pathlib import Path
 from srx4.core import layout, paths
 from srx4.core.cli import CHANNELS_LAST_HELP, option, parse_config, run_main
 from srx4.core.errors import JobFailed, MissingData
-from srx4.core.precision import AMP_DTYPES
+from srx4.core.precision import AMP_DTYPES, NAMES, device_name, for_inference
 from srx4.core.system import resolve_device
 from srx4.image.codec import list_images
 from srx4.models import Bicubic
@@ -52,7 +52,8 @@ class PredictConfig:
     png_level: int = option(1, "PNG compression 0-9 (higher = smaller files, slower)")
     overwrite: bool = option(False, "replace outputs written by other weights")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    amp: bool = option(True, "mixed precision on CUDA")
+    amp: bool = option(True, "mixed precision: on CUDA the GPU's dtype, on a CPU bf16 where it is native; "
+                             "--no-amp: fp32")
     amp_dtype: str = option("auto", "autocast dtype on CUDA: auto (bf16 from compute capability 8.0, "
                                     "else fp16: a T4 is 7.5), bf16 or fp16", choices=AMP_DTYPES)
     fold_bn: bool = option(True, "fold BatchNorm into the convolutions (same outputs, faster)")
@@ -93,6 +94,8 @@ def main(argv=None):
         raise MissingData(f"{lr_dir}: input folder not found")
     inputs = inputs if config.val_of else list_images(lr_dir)
     out_dir = Path(config.output) if config.output else paths.submissions_dir() / predictor.name / folder
+    dtype = for_inference(device, config.amp, config.amp_dtype, model.spec)
+    print(f"precision: {NAMES.get(dtype, 'fp32')} on {device_name(device)}" + ("" if config.amp else " (--no-amp)"))
     result = predict_folder(model, predictor.identity, inputs, out_dir, lr_dir, Options.of(config), device)
     print(f"wrote {result.written} PNGs to {out_dir} in {result.seconds:.1f}s"
           + (f" ({result.speed()})" if result.written or result.failed else ""))

@@ -68,6 +68,7 @@ def main(argv=None):
         lr_dir = hr_dir.parent / "lr"            # absent: every image is scored without the bicubic line
     else:
         print(f"bicubic baseline from the LR images in {lr_dir}", flush=True)
+    print(f"ground truth: the HR images in {hr_dir}", flush=True)
     protocols = list(PROTOCOLS.values()) if config.protocol == "both" else [PROTOCOLS[config.protocol]]
     device = resolve_device(config.device)
     dtype = torch.float64 if device.type == "cpu" else torch.float32

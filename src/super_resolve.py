@@ -1,4 +1,6 @@
-"""Super-resolve single images: photo.png -> photo_x4.png beside it (or in --output).
+"""Super-resolve single images: photo.png -> submissions/super_resolve/photo_x4.png (or in
+--output). Never beside the image by default: a test LR folder would take the outputs for
+test images at the next predict.py.
 
 In:  --weights (run folders, files or shipped names, predict.py's rule: default the run
      train.py finished last, else the shipped weights/srresnet-x4) and one or more images.
@@ -14,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from srx4.core import paths
 from srx4.core.cli import option, parse_config, run_main
 from srx4.core.progress import progress
 from srx4.core.system import resolve_device
@@ -29,7 +32,7 @@ from srx4.runs.plots import labelled_strip
 class SuperResolveConfig:
     images: list = option([], "image files to super-resolve")
     weights: list = option([], WEIGHTS_HELP)
-    output: str = option("", "output folder (default: beside each image)")
+    output: str = option("", "output folder (default: submissions/super_resolve)")
     compare: bool = option(False, "also write a labelled bicubic | SR side-by-side picture")
     hr: str = option("", "with --compare: the ground truth (file, or folder with the same name) for | HR and PSNRs")
     tta: bool = option(False, "x8 self-ensemble")
@@ -74,7 +77,7 @@ def main(argv=None):
         if sr is None:
             failed += 1
             continue
-        folder = Path(config.output) if config.output else image_path.parent
+        folder = Path(config.output) if config.output else paths.submissions_dir() / "super_resolve"
         out = folder / f"{image_path.stem}_x{model.scale}.png"
         write_png(out, sr)
         print(f"wrote {out} ({sr.shape[1]}x{sr.shape[0]})")
@@ -86,6 +89,8 @@ def main(argv=None):
                 failed += 1
                 continue
             write_png(folder / f"{image_path.stem}_x{model.scale}_compare.png", compare)
+            print(f"wrote {folder / f'{image_path.stem}_x{model.scale}_compare.png'} (bicubic | SR"
+                  + (" | HR)" if figures else ")"))
             if figures:
                 ours, base = figures["SR"], figures["bicubic"]
                 print(f"{image_path.name}: PSNR {ours:.3f} dB vs bicubic {base:.3f} dB ({ours - base:+.3f} dB, RGB)")

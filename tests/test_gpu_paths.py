@@ -227,7 +227,7 @@ def test_fp16_rehearsal_two_ranks_ema_grad_accum_beats_bicubic(tmp_path, free_po
     model, _ = load_model(run / "best.safetensors")
     assert all(torch.isfinite(p).all() for p in model.state_dict().values())
     log = (run / "train.log").read_text()
-    assert "precision: train fp16 with a GradScaler; validate fp16; on CPU" in log
+    assert "precision: train fp16 with a GradScaler; validate fp16; CPU" in log
     assert log.count("fp16 GradScaler:") == 6 and "x 2 processes" in log
     fingerprints = {r["weights_fingerprint"] for r in summary["ranks"]}
     assert len(fingerprints) == 1
@@ -353,7 +353,7 @@ def test_uneven_micro_batches_recompile_so_compile_refuses_them(tmp_path):
     done = run_script("train.py", "--cuda-graphs", "--batch-size", "16", "--grad-accum", "3", "--device", "cpu",
                       work=tmp_path, check=False)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-        "error: --grad-accum = 3: a divisor of --batch-size (16) with --compile or --cuda-graphs: uneven "
+        "error: --grad-accum = 3: must divide --batch-size (16) with --compile or --cuda-graphs: uneven "
         "micro-batches would recompile the model"]
 
 

@@ -17,8 +17,8 @@ import sys
 import typing
 
 
-CHANNELS_LAST_HELP = ("channels-last memory format, faster convolutions (training steps: on CUDA only; "
-                      "validation and prediction: on CPU and GPU)")
+CHANNELS_LAST_HELP = ("channels-last memory format, faster convolutions (training steps: on CUDA, and on a CPU "
+                      "with the bf16 it chose; validation and prediction: on CPU and GPU)")
 
 
 class DefaultsFormatter(argparse.HelpFormatter):

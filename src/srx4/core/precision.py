@@ -111,8 +111,7 @@ class Precision:
     def line(self) -> str:
         layout = ", channels-last" if self.channels_last else ""
         scaler = " with a GradScaler" if self.grad_scaler else ""
-        return (f"precision: train {self.train}{scaler}{layout}; validate {self.validate}; on {self.device} "
-                f"({self.why})")
+        return f"precision: train {self.train}{scaler}{layout}; validate {self.validate}; {self.device}: {self.why}"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -143,7 +142,8 @@ def for_training(device, amp: bool, amp_dtype: str, channels_last: bool, spec=No
         name = NAMES.get(dtype, "fp32")
         return Precision(name, name, channels_last, dtype == torch.float16, device_name(device), why)
     if amp and amp_dtype == "auto" and cpu_has_bf16() and architecture in CPU_BF16_TRAINING:
-        wanted, why = torch.bfloat16, f"native bf16; {architecture} measured {CPU_BF16_TRAINING[architecture]:.2f}x fp32 so"
+        wanted, why = torch.bfloat16, (f"bf16 chosen: {architecture} trains {CPU_BF16_TRAINING[architecture]:.2f}x "
+                                       f"faster than fp32 on a CPU with native bf16")
     elif not amp:
         wanted, why = None, "--no-amp"
     elif amp_dtype != "auto":
@@ -156,6 +156,6 @@ def for_training(device, amp: bool, amp_dtype: str, channels_last: bool, spec=No
     if wanted is not None and dtype is None:
         why += f"; the model does not run in {NAMES[wanted]}"
     name = NAMES.get(dtype, "fp32")
-    cpu_bf16_layout = channels_last and dtype == torch.bfloat16 and why.startswith("native bf16")
+    cpu_bf16_layout = channels_last and dtype == torch.bfloat16 and why.startswith("bf16 chosen")
     validate = "fp16" if dtype == torch.float16 else "fp32"      # fp16 asked for: the T4's validation rehearsed
     return Precision(name, validate, cpu_bf16_layout, dtype == torch.float16, device_name(device), why)

@@ -140,9 +140,11 @@ class TrainConfig:
 
     # -- precision and speed ---------------------------------------------------------------------------------
     device: str = PRECISION("auto", "auto, cpu, cuda or cuda:N")
-    amp: bool = PRECISION(True, "mixed precision on CUDA (on a CPU only with --amp-dtype bf16 or fp16)")
+    amp: bool = PRECISION(True, "mixed precision: on CUDA the GPU's dtype; on a CPU bf16 where it is native and the "
+                                "model measured faster so (the log's precision line says which); --no-amp: fp32")
     amp_dtype: str = PRECISION("auto", "autocast dtype: auto (CUDA: bf16 from compute capability 8.0, else fp16 with a "
-                                       "GradScaler, a T4 is 7.5; CPU: fp32), bf16 or fp16 (on a CPU too: --device cpu "
+                                       "GradScaler, a T4 is 7.5; CPU: bf16 where native and measured faster, else fp32), "
+                                       "bf16 or fp16 (on a CPU too: --device cpu "
                                        "--amp-dtype fp16 runs a T4's fp16 step code, GradScaler included)",
                                choices=AMP_DTYPES)
     grad_scale_init: float = PRECISION(2.0**16, "fp16 only: the GradScaler's first loss scale (it halves at every "
@@ -169,7 +171,7 @@ class TrainConfig:
         yield "threads", self.threads >= 0, "0 (torch's default) or more"
         static = self.compile or self.cuda_graphs
         yield "grad_accum", not static or self.batch_size % self.grad_accum == 0, \
-            (f"a divisor of --batch-size ({self.batch_size}) with --compile or --cuda-graphs: uneven micro-batches "
+            (f"must divide --batch-size ({self.batch_size}) with --compile or --cuda-graphs: uneven micro-batches "
              f"would recompile the model")
         yield "cuda_graphs", not (self.cuda_graphs and self.loading == "stream"), \
             "off with --loading stream (a window may drop samples: the shapes are not static)"
