@@ -350,8 +350,9 @@ def test_uneven_micro_batches_recompile_so_compile_refuses_them(tmp_path):
     assert not TrainConfig(compile=True, batch_size=16, grad_accum=4).problems()
     assert not TrainConfig(batch_size=16, grad_accum=3).problems()       # eager: uneven is fine
     assert "cuda_graphs" in dict(TrainConfig(cuda_graphs=True, loading="stream").problems())
-    done = run_script("train.py", "--cuda-graphs", "--batch-size", "16", "--grad-accum", "3", "--device", "cpu",
-                      work=tmp_path, check=False)
+    assert not TrainConfig(compile=True, batch_size=16, grad_accum=3, device="cpu").problems()   # idle there
+    done = run_script("train.py", "--cuda-graphs", "--batch-size", "16", "--grad-accum", "3", work=tmp_path,
+                      check=False)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "error: --grad-accum = 3: must divide --batch-size (16) with --compile or --cuda-graphs: uneven "
         "micro-batches would recompile the model"]

@@ -169,7 +169,7 @@ class TrainConfig:
         yield "grad_scale_init", self.grad_scale_init > 0, "more than 0"
         yield "gpu_memory_gb", self.gpu_memory_gb >= 0, "0 (all) or more"
         yield "threads", self.threads >= 0, "0 (torch's default) or more"
-        static = self.compile or self.cuda_graphs
+        static = (self.compile or self.cuda_graphs) and self.device != "cpu"     # both are idle on a CPU
         yield "grad_accum", not static or self.batch_size % self.grad_accum == 0, \
             (f"must divide --batch-size ({self.batch_size}) with --compile or --cuda-graphs: uneven micro-batches "
              f"would recompile the model")
