@@ -39,9 +39,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     config, given = parse_with_file(TrainConfig, __doc__.split("\n")[0], argv)  # given: flag -> where it was set
     config.check(given)
-    config, checkpoint = settle(config, given)      # the resumed run's settings, the data, --init-weights
+    printed = []                                    # lines printed before the run's log exists
+    config, checkpoint = settle(config, given, printed)     # the resumed run's settings, the data, --init-weights
     config.check(given)
-    warn_idle(config, given)
+    warn_idle(config, given, printed)
     check_tracker(config.tracker)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -75,7 +76,7 @@ def main(argv=None):
         run_dir = run_dir_for(config)
         existed = run_dir.exists()
         try:
-            Trainer(config, device, rank, world, checkpoint, notes).fit()
+            Trainer(config, device, rank, world, checkpoint, notes, printed).fit()
         except UserError:
             if rank == 0 and not existed and not (run_dir / layout.CHECKPOINT).exists():
                 shutil.rmtree(run_dir, ignore_errors=True)   # a run that never trained leaves no folder

@@ -340,11 +340,13 @@ def test_precision_is_decided_once_logged_saved_and_a_resume_that_differs_says_s
     """On a CPU with native bf16 (SRX4_CPU_BF16=1) SRResNet trains in bf16 channels-last and
     validates in fp32: one line, in config.json and last.ckpt. Resumed on a CPU without it
     (SRX4_CPU_BF16=0) the run says in one line that it now decides fp32, and goes on."""
-    first = run_script("train.py", "--data", pairs_dir, *TINY, "--epochs", "1", "--run", "p", work=tmp_path,
-                       env_extra={"SRX4_CPU_BF16": "1"})
+    first = run_script("train.py", "--data", pairs_dir, *TINY, "--epochs", "1", "--run", "p", "--compile",
+                       work=tmp_path, env_extra={"SRX4_CPU_BF16": "1"})
     lines = [x for x in first.stdout.splitlines() if x.startswith("precision:")]
     assert len(lines) == 1 and "train bf16, channels-last; validate fp32" in lines[0], first.stdout
     run = tmp_path / "logs" / "p"
+    log = (run / "train.log").read_text().splitlines()        # what was printed before the log existed, first
+    assert "warning: no effect here: --compile (torch.compile is used on CUDA only)" in log[0]
     saved = json.loads((run / "config.json").read_text())["precision"]
     assert (saved["train"], saved["validate"], saved["channels_last"]) == ("bf16", "fp32", True)
     assert torch.load(run / "last.ckpt", weights_only=False)["precision"] == saved

@@ -25,23 +25,30 @@ DEMO_PRESET = dict(epochs=8, patches_per_image=32, learning_rate=5e-4, warmup_st
 MODEL_FLAGS = {"model", "num_blocks", "channels", "bicubic_residual", "srcnn_kernels", "y_only"}
 
 
-def apply_demo(config: TrainConfig, given: set) -> TrainConfig:
+def say(line: str, printed: list):
+    """Print a line now and keep it in `printed`: the run's log does not exist yet, and the
+    Trainer writes these into train.log first."""
+    print(line, flush=True)
+    printed.append(line)
+
+
+def apply_demo(config: TrainConfig, given: set, printed: list) -> TrainConfig:
     """Use the demo data and preset for every flag the user did not give (`given`)."""
     from srx4.data.demo import build_demo
     demo = build_demo(paths.demo_dir(), config.scale)
     if config.data == "demo":
-        print(f"training on the bundled demo in {demo} (scikit-image photos), as --data demo asks", flush=True)
+        say(f"training on the bundled demo in {demo} (scikit-image photos), as --data demo asks", printed)
     else:
-        print(f"no competition data found (data/train/{{lr,hr}}): training on the bundled demo in {demo} "
-              f"(scikit-image photos); put your data in data/train to train on it", flush=True)
+        say(f"no competition data found (data/train/{{lr,hr}}): training on the bundled demo in {demo} "
+            f"(scikit-image photos); put your data in data/train to train on it", printed)
     config.data = str(demo / "train")
     shape = {} if config.init_weights else ARCHS[config.model].demo_preset   # fine-tuning keeps the weights' model
     preset = {k: v for k, v in {**shape, **DEMO_PRESET}.items() if k not in given}
     for key, value in preset.items():
         setattr(config, key, value)
     if preset:
-        print("demo preset, for the flags you did not give (a small model that trains in minutes on a CPU): "
-              + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in preset.items()), flush=True)
+        say("demo preset, for the flags you did not give (a small model that trains in minutes on a CPU): "
+            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in preset.items()), printed)
     if not config.run:
         config.run = "demo"
     return config
@@ -93,16 +100,16 @@ def free_run_name(name: str, explicit: bool) -> str:
     return f"{name}_{k}"
 
 
-def warn_idle(config: TrainConfig, given: dict):
+def warn_idle(config: TrainConfig, given: dict, printed: list):
     """One warning line naming the given settings that have no effect under the others."""
     device = resolve_device(config.device)
     fp16 = for_training(device, config.amp, config.amp_dtype, config.channels_last, architecture=config.model).grad_scaler
     idle = config.without_effect(given, device.type == "cuda", fp16)
     if idle and int(os.environ.get("RANK", "0")) == 0:
-        print("warning: no effect here: " + "; ".join(f"{given[name]} ({why})" for name, why in idle), flush=True)
+        say("warning: no effect here: " + "; ".join(f"{given[name]} ({why})" for name, why in idle), printed)
 
 
-def find_init_weights(config: TrainConfig, given: dict):
+def find_init_weights(config: TrainConfig, given: dict, printed: list):
     """--init-weights that is not here: for a bare file name, the file of that name attached
     under the Kaggle input; else one line naming the flag or the recipe's key, and what to
     attach (the recipe's `attach`)."""
@@ -112,7 +119,7 @@ def find_init_weights(config: TrainConfig, given: dict):
     found = (sorted((paths.kaggle_root() / "input").rglob(wanted.name))
              if paths.on_kaggle() and len(wanted.parts) == 1 else [])
     if found:
-        print(f"init weights: {found[0]} (found under the Kaggle input)", flush=True)
+        say(f"init weights: {found[0]} (found under the Kaggle input)", printed)
         config.init_weights = str(found[0])
         return
     shipped = ", ".join(paths.shipped_names()) or "none"
@@ -122,7 +129,7 @@ def find_init_weights(config: TrainConfig, given: dict):
                                                       "give a run folder, a weights file or a shipped name"))
 
 
-def settle(config: TrainConfig, given: dict):
+def settle(config: TrainConfig, given: dict, printed: list):
     """(config, checkpoint or None): a resume takes the checkpoint's settings, except what
     this command line (or --config) gives; a new run finds its --init-weights and its data
     (the competition's, else the demo with its preset, unless --no-demo)."""
@@ -131,14 +138,14 @@ def settle(config: TrainConfig, given: dict):
         overrides = {k: getattr(config, k) for k in [*given, *(["config_sha256"] if config.config else [])]}
         return from_saved(checkpoint["train_config"], overrides), checkpoint
     if config.init_weights:
-        find_init_weights(config, given)
+        find_init_weights(config, given, printed)
         config = adopt_init_weights(config, set(given))
     if not config.data or config.data == "demo":
         found = None if config.data == "demo" else paths.default_train_dir()
         if found is None and not config.demo and config.data != "demo":
             raise MissingData(f"no competition data found (data/train/{{lr,hr}}, or lr/ and hr/ under "
                               f"{paths.kaggle_root() / 'input'}) and --no-demo: attach the competition's data")
-        config = apply_demo(config, set(given)) if found is None else config
+        config = apply_demo(config, set(given), printed) if found is None else config
         config.data = config.data or str(found)
     return config, None
 

@@ -67,12 +67,14 @@ def run_dir_for(cfg: TrainConfig) -> Path:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, device, rank: int = 0, world: int = 1, checkpoint: dict = None,
-                 notes=()):
+                 notes=(), printed=()):
         self.cfg, self.device, self.rank, self.world = cfg, device, rank, world
         self.created = time.time()
         self.is_main = rank == 0
         self.run_dir = run_dir_for(cfg)
         self.log = RunLog(self.run_dir, enabled=self.is_main)
+        for line in printed:                # what train.py printed before this log existed (the demo, its preset)
+            self.log(line, echo=False)
         for line in notes:                  # what train.py decided for this machine: the GPU's cap, the step's size
             self.log(line)
         self.log("settings: " + " ".join(f"{k}={v}" for k, v in asdict(cfg).items() if v not in ("", None)))
