@@ -33,7 +33,8 @@ from srx4.predict.choose import WEIGHTS_HELP, load_predictor
 from srx4.predict.folder import Options, predict_images
 from srx4.core.system import resolve_device
 from srx4.core.progress import progress
-from srx4.runs.html import Cases, case_crops, table_html, write_report
+from srx4.runs.eval_report import markdown, set_table, write_page
+from srx4.runs.html import Cases, case_crops
 from srx4.image.scoring import PAPER, bicubic_prediction, score_images
 
 SHIPPED_SETS = paths.REPO / "benchmarks"
@@ -97,23 +98,6 @@ def evaluate_set(model, folder: Path, scale: int, device, tta: bool, quiet: bool
     return rows
 
 
-def write_page(path: Path, name: str, scale: int, table: pd.DataFrame, images: pd.DataFrame, cases):
-    """report.html: the table, every image beside bicubic (lowest gain first), crops."""
-    wide = images.pivot_table(index=["set", "image"], columns="model", values=["psnr_y", "ssim_y"], sort=False)
-    wide.columns = [f"{who} {figure}" for figure, who in wide.columns]
-    wide = wide.reset_index()
-    model_column = next((c for c in wide if c.endswith("psnr_y") and not c.startswith("bicubic")), None)
-    if model_column:
-        wide.insert(2, "gain (dB)", wide[model_column] - wide["bicubic psnr_y"])
-        wide = wide.sort_values("gain (dB)")
-    cards = [(f"{r.set} {r.model}", f"{r.psnr_y:.2f} dB / {r.ssim_y:.4f}") for r in table.itertuples()]
-    sections = [("Table", table_html(table.to_dict("records"), formats={"psnr_y": ".2f"})),
-                ("Images" + (", lowest gain first" if model_column else ""),
-                 '<div class="scroll">' + table_html(wide.to_dict("records"), signed=("gain (dB)",),
-                                                     table_id="images") + "</div>")]
-    write_report(path, f"evaluation of {name}", f"x{scale}, {PAPER.describe(scale)}", cards, sections, cases)
-
-
 def main(argv=None):
     config = parse_config(EvaluateConfig, "Benchmark PSNR/SSIM on Y with border = scale.", argv)
     device = resolve_device(config.device)
@@ -131,18 +115,13 @@ def main(argv=None):
     if images.empty:
         raise MissingData(f"no HR images in {', '.join(config.data)}")
     images["model"] = images["model"].replace({"model": name})
-    table = (images.groupby(["set", "model"], sort=False)
-             .agg(images=("image", "size"), psnr_y=("psnr_y", "mean"), ssim_y=("ssim_y", "mean")).reset_index())
-    tta = " +TTA" if config.tta else ""
-    lines = ["| set | model | images | PSNR (Y, dB) | SSIM (Y) |", "|---|---|---|---|---|"]
-    lines += [f"| {r.set} | {r.model}{tta if r.model != 'bicubic' else ''} | {r.images} | {r.psnr_y:.2f} | "
-              f"{r.ssim_y:.4f} |" for r in table.itertuples()]
-    markdown = "\n".join(lines)
-    print(f"x{scale}, {PAPER.describe(scale)}\n{markdown}")
+    table, tta = set_table(images), " +TTA" if config.tta else ""
+    text = markdown(table, tta)
+    print(f"x{scale}, {PAPER.describe(scale)}\n{text}")
     out_dir = Path(config.output) if config.output else paths.logs_dir() / "eval" / name
     atomic_write_text(out_dir / "table.csv", table.round({"psnr_y": 4, "ssim_y": 5}).to_csv(index=False))
     atomic_write_text(out_dir / "images.csv", images.to_csv(index=False, float_format="%.9f"))
-    atomic_write_text(out_dir / "table.md", markdown + "\n")
+    atomic_write_text(out_dir / "table.md", text + "\n")
     write_page(out_dir / "report.html", name + tta, scale, table, images, cases)
     print(f"written: {out_dir}/table.csv, table.md, images.csv, report.html")
     return 0

@@ -5,8 +5,9 @@
 the order it happens: the data (srx4.data.train_data), the parts it steps with
 (setup.build_parts: model, optimizer, AMP, EMA), the position (state.TrainState),
 then `fit`: bicubic once, the epochs (one step at a time, train/step.py), after each a
-validation that picks the best weights and saves last.ckpt, and the final check
-(final_check.py) against bicubic: a model worse than bicubic is reported loudly.
+validation that picks the best weights and saves last.ckpt, and the end of the run
+(final_check.py `finish`: the check against bicubic, summary.json, the report): a model worse
+than bicubic is reported loudly.
 Rank 0 alone writes files; every crop is keyed by (seed, epoch, index) and positions
 are in samples, so a killed and resumed run ends with the same weights.
 """
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from srx4 import __version__
 from srx4.core import layout
 from srx4.core import distributed, paths
 from srx4.core.errors import FlagError, RunStopped
@@ -26,17 +26,15 @@ from srx4.core.progress import progress
 from srx4.data.patches import samples_per_epoch
 from srx4.data.train_data import TrainData
 from srx4.image.codec import to_float
-from srx4.image.scoring import (COMPETITION_METRICS, LEADERBOARD_COLUMNS, VALIDATION_COLUMNS, Validation,
-                                leaderboard_metric)
+from srx4.image.scoring import VALIDATION_COLUMNS, Validation
 from srx4.models import Bicubic
-from srx4.models.weights import VERSION_KEY, save_weights
-from srx4.predict.choose import bicubic_warning
+from srx4.models.weights import save_weights
 from srx4.predict.inference import estimate_predict_seconds, predict_estimate_line, prepare_model
 from srx4.runs.checkpoint import save_checkpoint, set_rng_state
 from srx4.runs.run_report import RunViews
 from srx4.runs.runlog import RunLog
 from srx4.train.config import TrainConfig
-from srx4.train.final_check import final_check, ranks_agree
+from srx4.train.final_check import SELECT_LABELS, finish
 from srx4.train.loop_rules import BadSteps, EpochTally, Patience, RunClock, StepAgreement, TimeLimit
 from srx4.train.setup import build_parts
 from srx4.train.state import TrainState, checkpoint_dict
@@ -47,13 +45,6 @@ from srx4.train.validate import validate
 
 REFRESH_EPOCH = 2**31 - 1
 PLAN_AFTER_STEPS = 20      # the session plan is logged again with the step time measured over these steps
-SELECT_LABELS = {"psnr": "PSNR", "score": "score (PSNR + 40 SSIM)"}   # --select: what picks the best weights
-
-
-def key_is_set(best: dict, key: str) -> bool:
-    """Whether the best record holds a real figure for `key` (not the -inf of no validation yet)."""
-    value = best.get(key)
-    return value is not None and value == value and value != float("-inf")
 
 
 def run_dir_for(cfg: TrainConfig) -> Path:
@@ -257,7 +248,7 @@ class Trainer:
                                                finished=not stopped)
             stopped = stopped or patience.reached(self.state.since_best)
         distributed.barrier(self.world)
-        self._summary(stopped)
+        finish(self, stopped)
 
     def _before_loop(self, has_val: bool):
         """Bicubic's validation figures, the start weights' (--init-weights), the prediction
@@ -392,53 +383,3 @@ class Trainer:
         self.log(text)
         self.views.epoch(epoch + 1, row, val, data.val_set, state.bicubic, state.bicubic_images, self.device)
         return val_s
-
-    def _final_check_line(self) -> str:
-        """What the end of the run does, and about how long, from the last epoch's validation."""
-        data, rows = self.data, self.log.rows
-        count = len(data.final_check_indices)
-        text = f"final check: the best weights and bicubic on {count} {data.final_check_on} images"
-        if rows and rows[-1].get("val_seconds") and data.val_subset:
-            per_image = float(rows[-1]["val_seconds"]) / len(data.val_subset)
-            text += f", about {minutes(1.5 * per_image * count)} at the last validation's pace"
-        return text
-
-    def _summary(self, stopped):
-        log, data, state = self.log, self.data, self.state
-        if stopped:
-            log(f"stopped early: {stopped}; resume with --resume {self.run_dir / layout.CHECKPOINT}")
-        log(self._final_check_line())
-        final, bicubic, scored = final_check(self._validate, self.run_dir, self.parts.eval_model, data.final_check_set,
-                                             data.final_check_indices, self.cfg.scale, self.device)
-        gain = final.psnr - bicubic.psnr
-        subset = len(data.val_subset) < len(data.val_set)
-        if state.bicubic and "epoch" in state.best and key_is_set(state.best, self.select):
-            key = self.select
-            at = f"epoch {state.best['epoch']}" if state.best["epoch"] else "the start weights (no epoch beat them)"
-            log(f"best validation {SELECT_LABELS[key]} {state.best[key]:.3f} at {at}"
-                + (f" on the {len(data.val_subset)}-image subset scored each epoch" if subset else "")
-                + f" vs bicubic {state.bicubic[key]:.3f} ({state.best[key] - state.bicubic[key]:+.3f})")
-        log(f"best weights on {data.final_check_on} ({final.images} images): PSNR {final.psnr:.3f} dB vs bicubic "
-            f"{bicubic.psnr:.3f} dB ({gain:+.3f} dB); score {final.score:.3f} vs {bicubic.score:.3f}")
-        worse = gain < 0
-        if worse:
-            log(bicubic_warning(final.psnr, bicubic.psnr, data.final_check_on))
-        metric, why = leaderboard_metric(self.cfg.metric, paths.competition_slug(COMPETITION_METRICS))
-        column = LEADERBOARD_COLUMNS[metric]
-        leaderboard = {"metric": metric, "why": why, "model": final.figure(column), "bicubic": bicubic.figure(column)}
-        log(f"leaderboard figure ({metric}; {why}): {leaderboard['model']:.3f} vs bicubic {leaderboard['bicubic']:.3f}")
-        ranks = ranks_agree(self.rank, self.world, self.run_dir, scored,
-                            (self.parts.plain_model, self.parts.eval_model), log)
-        summary = {"run": self.run_dir.name, "best_epoch": state.best.get("epoch", 0), "best_subset": state.best,
-                   "final_check_on": data.final_check_on, "model": final.figures(), "bicubic": bicubic.figures(), "gain_db": gain,
-                   "worse_than_bicubic": worse, "stopped": stopped or "", "epochs_done": state.epoch,
-                   "epoch_seconds": round(sum(float(r["seconds"]) for r in self.log.rows), 1),
-                   "skipped_steps": state.skipped_steps, "ranks": ranks, "leaderboard": leaderboard,
-                   VERSION_KEY: __version__, "config_file": self.cfg.config, "config_sha256": self.cfg.config_sha256}
-        if self.is_main:
-            write_json(self.run_dir / layout.SUMMARY, summary)
-        log("writing the report (report.html, curves.png: the model run again on the images it shows)")
-        self.views.finish(final, data.final_check_set, state.bicubic, bicubic.by_name(), self.device, summary)
-        if self.is_main:
-            paths.record_last_run(self.run_dir)
-        log(f"weights: {self.run_dir / layout.WEIGHTS}  checkpoint: {self.run_dir / layout.CHECKPOINT}")
