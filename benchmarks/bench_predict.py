@@ -42,7 +42,7 @@ def make_inputs(folder: Path, count: int):
     else:
         from skimage import data
         photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
-        sources = [p[(k * 37) % 100:][:320, (k * 53) % 100:][:, :480] for k in range(count) for p in photos[k % 4:][:1]]
+        sources = [photos[k % 4][(k * 7) % 40:][:320, :480] for k in range(count)]   # shifted crops, ~480x320
     for k, hr in enumerate(sources[:count]):
         hr = modcrop(hr, 4)
         write_png(folder / "hr" / f"{k:04d}.png", hr)

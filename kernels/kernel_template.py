@@ -43,15 +43,14 @@ def newest(pattern):
 
 def trained_weights():
     """The weights of the run train.py trained in this session: the run logs/last_run.json
-    names when it finished after this kernel started, else the newest best.safetensors
-    (training failed after saving weights). predict.py gets them by name, never a pointer
-    left by an earlier session."""
-    try:
-        entry = json.loads((WORKING / "logs" / "last_run.json").read_text())
-        if float(entry.get("finished", 0)) >= STARTED and (Path(entry["dir"]) / "best.safetensors").is_file():
-            return Path(entry["dir"]) / "best.safetensors"
-    except (OSError, ValueError, KeyError):
-        pass
+    names, which srx4's own reading passes over when it finished before this session started
+    (SRX4_SESSION_START), else the newest best.safetensors (training failed after saving
+    weights). predict.py gets them by name, never a pointer left by an earlier session."""
+    sys.path.insert(0, str(CODE / "src"))
+    from srx4.core import paths
+    run = paths.last_run()
+    if run is not None and (run / "best.safetensors").is_file():
+        return run / "best.safetensors"
     return newest("*/best.safetensors")
 
 
