@@ -141,7 +141,8 @@ def for_training(device, amp: bool, amp_dtype: str, channels_last: bool, spec=No
             why += "; the model does not run in it"
         name = NAMES.get(dtype, "fp32")
         return Precision(name, name, channels_last, dtype == torch.float16, device_name(device), why)
-    if amp and amp_dtype == "auto" and cpu_has_bf16() and architecture in CPU_BF16_TRAINING:
+    measured = amp and amp_dtype == "auto" and cpu_has_bf16() and architecture in CPU_BF16_TRAINING
+    if measured:
         wanted, why = torch.bfloat16, (f"bf16 chosen: {architecture} trains {CPU_BF16_TRAINING[architecture]:.2f}x "
                                        f"faster than fp32 on a CPU with native bf16")
     elif not amp:
@@ -156,6 +157,6 @@ def for_training(device, amp: bool, amp_dtype: str, channels_last: bool, spec=No
     if wanted is not None and dtype is None:
         why += f"; the model does not run in {NAMES[wanted]}"
     name = NAMES.get(dtype, "fp32")
-    cpu_bf16_layout = channels_last and dtype == torch.bfloat16 and why.startswith("bf16 chosen")
+    cpu_bf16_layout = channels_last and measured and dtype == torch.bfloat16    # channels-last was measured with it
     validate = "fp16" if dtype == torch.float16 else "fp32"      # fp16 asked for: the T4's validation rehearsed
     return Precision(name, validate, cpu_bf16_layout, dtype == torch.float16, device_name(device), why)
